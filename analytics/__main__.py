@@ -67,7 +67,11 @@ def cmd_import(con, args) -> int:
     if args.json:
         _print_json(result.as_json())
     else:
-        amount = f", montant {result.amount_total:,.2f} €".replace(",", " ") if result.amount_total is not None else ""
+        amount = (
+            f", montant {result.amount_total:,.2f} €".replace(",", " ")
+            if result.amount_total is not None
+            else ""
+        )
         print(
             f"Import n° {result.import_id} ({result.kind}) : {result.rows_read} lignes lues, "
             f"{result.rows_loaded} chargées, {result.rows_rejected} rejetées, "
@@ -97,7 +101,9 @@ def cmd_undo(con, args) -> int:
     from analytics.ingest.common import undo_import
 
     out = undo_import(con, args.id, who=args.who)
-    print(f"Import n° {out['import_id']} annulé : " + ", ".join(f"{k} {v}" for k, v in out["removed"].items()))
+    print(
+        f"Import n° {out['import_id']} annulé : " + ", ".join(f"{k} {v}" for k, v in out["removed"].items())
+    )
     return 0
 
 
@@ -126,7 +132,11 @@ def cmd_buyer(con, args) -> int:
     if args.json or args.action == "set":
         _print_json(info)
     else:
-        print(json.dumps(info, ensure_ascii=False, indent=2, default=str) if info else "Aucun acheteur configuré.")
+        print(
+            json.dumps(info, ensure_ascii=False, indent=2, default=str)
+            if info
+            else "Aucun acheteur configuré."
+        )
     return 0
 
 
@@ -162,7 +172,9 @@ def cmd_snapshot(con, args) -> int:
     from analytics import review
 
     snap = review.take_snapshot(con, args.month, comment=args.comment, who=args.who)
-    _print_json(snap) if args.json else print(f"Instantané n° {snap['snapshot_id']} du mois {args.month} enregistré.")
+    _print_json(snap) if args.json else print(
+        f"Instantané n° {snap['snapshot_id']} du mois {args.month} enregistré."
+    )
     return 0
 
 
@@ -201,7 +213,9 @@ def cmd_targets(con, args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m analytics", description="Empreinte : empreinte des achats publics.")
+    p = argparse.ArgumentParser(
+        prog="python -m analytics", description="Empreinte : empreinte des achats publics."
+    )
     p.add_argument("--db", help="fichier DuckDB (défaut : $EMPREINTE_DB ou data/empreinte.duckdb)")
     p.add_argument("--who", default=None, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
@@ -210,8 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("kind", choices=["mandats", "decp", "sirene", "structures", "ess", "insertion"])
     s.add_argument("file")
     s.add_argument("--mapping", help="correspondance en-tête → champ (JSON ou TOML)")
-    s.add_argument("--strict", action="store_true", help="refuser le fichier entier à la moindre ligne rejetée")
-    s.add_argument("--exercice", type=int, help="exercice des lignes sans date (format Marché de l'inclusion)")
+    s.add_argument(
+        "--strict", action="store_true", help="refuser le fichier entier à la moindre ligne rejetée"
+    )
+    s.add_argument(
+        "--exercice", type=int, help="exercice des lignes sans date (format Marché de l'inclusion)"
+    )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_import)
 

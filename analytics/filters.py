@@ -18,13 +18,12 @@ class Territory:
     codes: tuple[str, ...]
 
     @classmethod
-    def parse(cls, text: str) -> "Territory":
+    def parse(cls, text: str) -> Territory:
         """'dep:59', 'dep:59,62', 'reg:32', 'epci:200093201', 'com:59350,59009'."""
         m = re.fullmatch(r"\s*(dep|reg|epci|com)\s*:\s*([0-9AB,\s]+)\s*", text or "", re.I)
         if not m:
             raise ValueError(
-                f"Territoire invalide « {text} » : attendu dep:59, reg:32, epci:SIREN "
-                "ou com:CODE[,…]"
+                f"Territoire invalide « {text} » : attendu dep:59, reg:32, epci:SIREN ou com:CODE[,…]"
             )
         kind = m.group(1).lower()
         codes = tuple(c.strip().upper() for c in m.group(2).split(",") if c.strip())
@@ -78,14 +77,14 @@ class Filters:
             raise ValueError("La fin de période précède son début.")
 
     @classmethod
-    def year(cls, year: int, **kw) -> "Filters":
+    def year(cls, year: int, **kw) -> Filters:
         return cls(dt.date(year, 1, 1), dt.date(year, 12, 31), **kw)
 
-    def previous_year(self) -> "Filters":
+    def previous_year(self) -> Filters:
         """The same period one year earlier (29 February falls back to the 28th)."""
         return replace(self, date_from=_minus_year(self.date_from), date_to=_minus_year(self.date_to))
 
-    def with_(self, **kw) -> "Filters":
+    def with_(self, **kw) -> Filters:
         return replace(self, **kw)
 
     def period_dict(self) -> dict:

@@ -32,9 +32,7 @@ STATUSES = ("atteint", "en avance", "en retard", "non disponible")
 
 def _check_indicator(indicator: str) -> None:
     if indicator not in SPASER_INDICATORS:
-        raise ValueError(
-            f"Indicateur SPASER inconnu « {indicator} » : {', '.join(SPASER_INDICATORS)}."
-        )
+        raise ValueError(f"Indicateur SPASER inconnu « {indicator} » : {', '.join(SPASER_INDICATORS)}.")
 
 
 def targets(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -45,8 +43,14 @@ def targets(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     ).df()
     have = set(df["indicator"]) if len(df) else set()
     defaults = [
-        {"indicator": k, "year": DEFAULT_TARGET_YEAR, "target": v["default"],
-         "source": "défaut national", "updated_at": None, "updated_by": None}
+        {
+            "indicator": k,
+            "year": DEFAULT_TARGET_YEAR,
+            "target": v["default"],
+            "source": "défaut national",
+            "updated_at": None,
+            "updated_by": None,
+        }
         for k, v in SPASER_INDICATORS.items()
         if v["default"] is not None and k not in have
     ]
@@ -55,7 +59,9 @@ def targets(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return df.sort_values(["indicator", "year"]).reset_index(drop=True)
 
 
-def set_target(con: duckdb.DuckDBPyConnection, indicator: str, year: int, value: float, who: str | None = None) -> None:
+def set_target(
+    con: duckdb.DuckDBPyConnection, indicator: str, year: int, value: float, who: str | None = None
+) -> None:
     """Set (or replace) one milestone; shares are fractions in [0, 1]."""
     _check_indicator(indicator)
     if year is None or value is None:
@@ -144,7 +150,9 @@ def spaser_table(con: duckdb.DuckDBPyConnection, year: int, filters=None) -> pd.
             if base_value is not None:
                 points.append((base, float(base_value)))
         traj = trajectory_value(points, year)
-        target_this_year = trajectory_value(milestones, year) if year >= min(y for y, _ in milestones) else None
+        target_this_year = (
+            trajectory_value(milestones, year) if year >= min(y for y, _ in milestones) else None
+        )
         actual = cur.get(key)
         previous = prev.get(key)
         rows.append(

@@ -355,9 +355,7 @@ def attach_reference(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet('{literal}')")
 
 
-def connect(
-    path: str | os.PathLike | None = None, *, read_only: bool = False
-) -> duckdb.DuckDBPyConnection:
+def connect(path: str | os.PathLike | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the database (creating and migrating it unless read-only)."""
     target = db_path(path)
     if str(target) != ":memory:":

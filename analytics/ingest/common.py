@@ -16,9 +16,9 @@ import os
 import re
 import tempfile
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 
@@ -201,13 +201,11 @@ def check_xlsx(path: Path) -> None:
     except zipfile.BadZipFile:
         raise ImportRefused("Le classeur Excel est illisible ou tronqué.") from None
     if bad is not None:
-        raise ImportRefused("Le classeur Excel est corrompu (élément illisible : %s)." % bad)
+        raise ImportRefused(f"Le classeur Excel est corrompu (élément illisible : {bad}).")
     if "xl/workbook.xml" not in names:
         raise ImportRefused("Le fichier ZIP n'est pas un classeur Excel (.xlsx).")
     if total > MAX_XLSX_UNCOMPRESSED:
-        raise ImportRefused(
-            "Le classeur Excel décompressé dépasse 1 Go : refusé par précaution."
-        )
+        raise ImportRefused("Le classeur Excel décompressé dépasse 1 Go : refusé par précaution.")
 
 
 # --- header matching -----------------------------------------------------------------
@@ -288,8 +286,7 @@ def run_import(
     if prev is not None:
         when = prev[1].strftime("%d/%m/%Y %H:%M") if prev[1] else "?"
         raise ImportRefused(
-            f"Ce fichier a déjà été importé (import n° {prev[0]} du {when}) : "
-            "rien n'a été ajouté."
+            f"Ce fichier a déjà été importé (import n° {prev[0]} du {when}) : rien n'a été ajouté."
         )
     started = dt.datetime.now()
     with store.transaction(con):
@@ -297,8 +294,7 @@ def run_import(
         con.execute(
             "INSERT INTO imports (import_id, kind, file_name, sha256, size_bytes, started_at,"
             " who, status) VALUES ($i, $k, $f, $s, $b, $t, $w, 'running')",
-            {"i": import_id, "k": kind, "f": name, "s": sha, "b": size, "t": started,
-             "w": options.who},
+            {"i": import_id, "k": kind, "f": name, "s": sha, "b": size, "t": started, "w": options.who},
         )
         counts = load(con, import_id, path, options)
         if options.strict and counts.rows_rejected:
@@ -320,10 +316,17 @@ def run_import(
             "UPDATE imports SET rows_read = $r, rows_loaded = $l, rows_rejected = $j,"
             " rows_duplicate = $d, amount_total = $a, contracts = $c, finished_at = $t,"
             " status = 'ok', details = $x WHERE import_id = $i",
-            {"r": counts.rows_read, "l": counts.rows_loaded, "j": counts.rows_rejected,
-             "d": counts.rows_duplicate, "a": counts.amount_total, "c": counts.contracts,
-             "t": dt.datetime.now(), "x": json.dumps(counts.details, default=str),
-             "i": import_id},
+            {
+                "r": counts.rows_read,
+                "l": counts.rows_loaded,
+                "j": counts.rows_rejected,
+                "d": counts.rows_duplicate,
+                "a": counts.amount_total,
+                "c": counts.contracts,
+                "t": dt.datetime.now(),
+                "x": json.dumps(counts.details, default=str),
+                "i": import_id,
+            },
         )
     sample = [
         dict(zip(("line_number", "column", "raw_value", "reason"), r))
@@ -334,19 +337,24 @@ def run_import(
         ).fetchall()
     ]
     return ImportResult(
-        import_id=import_id, kind=kind, file_name=name, sha256=sha,
-        rows_read=counts.rows_read, rows_loaded=counts.rows_loaded,
-        rows_rejected=counts.rows_rejected, rows_duplicate=counts.rows_duplicate,
-        amount_total=counts.amount_total, contracts=counts.contracts,
-        details=counts.details, rejected_sample=sample,
+        import_id=import_id,
+        kind=kind,
+        file_name=name,
+        sha256=sha,
+        rows_read=counts.rows_read,
+        rows_loaded=counts.rows_loaded,
+        rows_rejected=counts.rows_rejected,
+        rows_duplicate=counts.rows_duplicate,
+        amount_total=counts.amount_total,
+        contracts=counts.contracts,
+        details=counts.details,
+        rejected_sample=sample,
     )
 
 
 def undo_import(con: duckdb.DuckDBPyConnection, import_id: int, who: str | None = None) -> dict:
     """Remove an import's rows; the ledger keeps the record with status 'undone'."""
-    row = con.execute(
-        "SELECT status, kind FROM imports WHERE import_id = $i", {"i": import_id}
-    ).fetchone()
+    row = con.execute("SELECT status, kind FROM imports WHERE import_id = $i", {"i": import_id}).fetchone()
     if row is None:
         raise ImportRefused(f"Import n° {import_id} inconnu.")
     if row[0] != "ok":
@@ -363,8 +371,7 @@ def undo_import(con: duckdb.DuckDBPyConnection, import_id: int, who: str | None 
                 con.execute(f"DELETE FROM {table} WHERE import_id = $i", {"i": import_id})
                 removed[table] = n
         con.execute(
-            "UPDATE imports SET status = 'undone', undone_at = now(), undone_by = $w "
-            "WHERE import_id = $i",
+            "UPDATE imports SET status = 'undone', undone_at = now(), undone_by = $w WHERE import_id = $i",
             {"i": import_id, "w": who},
         )
         from analytics import referential

@@ -20,10 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import time
 import unicodedata
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import geopandas as gpd
@@ -50,21 +52,25 @@ GAP_COMMUNES = 0.003
 GRID = 1e-4  # 4 decimals (~10 m)
 
 # Overseas insets: département code -> (région code, box centre lon, box centre lat).
-# The boxes form a column west of Brittany / over the Bay of Biscay, north to south in
-# INSEE order. Each territory is scaled to fit a box INSET_BOX_H degrees of latitude high
-# and as wide in kilometres (so the box is ~square on a conformal/conic projection).
+# The boxes sit over the Bay of Biscay, west/south-west of Brittany and off the Landes
+# coast (frames: lon -7.8 to -2.8, lat 43.5 to 48.5), INSEE order by columns: Guadeloupe,
+# Martinique, Guyane on the outer column, La Réunion, Mayotte on the inner one. Each
+# territory is scaled to fit a box INSET_BOX_H degrees of latitude high and as wide in
+# kilometres (a ~square box on a conformal/conic projection): Guyane is thus shrunk,
+# the islands enlarged.
 INSETS = {
-    "971": ("01", -7.6, 49.55),
-    "972": ("02", -7.6, 47.85),
-    "973": ("03", -7.6, 46.15),
-    "974": ("04", -7.6, 44.45),
-    "976": ("06", -7.6, 42.75),
+    "971": ("01", -6.6, 47.7),
+    "972": ("02", -6.6, 46.0),
+    "973": ("03", -6.6, 44.3),
+    "974": ("04", -4.0, 46.0),
+    "976": ("06", -4.0, 44.3),
 }
 INSET_BOX_H = 1.5
 INSET_FILL = 0.92  # share of the box used by the territory
 
 # Spatial mapping of 2018 codes absent from the 2026 list
 BORDER_STRIP = 0.01  # degrees: width of the strip used to measure shared borders
+RECENT_SIREN_MIN, RECENT_SIREN_MAX = 200_080_000, 201_000_000
 
 ARRONDISSEMENT_CITIES = (("751", "75056"), ("6938", "69123"), ("132", "13055"))
 
@@ -125,9 +131,7 @@ def normalize_name(name: str) -> str:
     text = re.sub(r"[^A-Z0-9]+", " ", text)
     words = []
     for word in text.split():
-        word = {"SAINT": "ST", "SAINTE": "STE", "SAINTS": "STS", "SAINTES": "STES"}.get(
-            word, word
-        )
+        word = {"SAINT": "ST", "SAINTE": "STE", "SAINTS": "STS", "SAINTES": "STES"}.get(word, word)
         words.append(word)
     return " ".join(words)
 
@@ -227,27 +231,46 @@ class Geo2018:
         return scores
 
 
+class CurrentCommunes:
+    """What the spatial mapping needs to know of the current communes."""
+
+    def __init__(self, cur: pd.DataFrame, geo: Geo2018):
+        self.names = {c: normalize_name(n) for c, n in zip(cur["code_commune"], cur["nom"], strict=True)}
+        self.deps = dict(zip(cur["code_commune"], cur["code_departement"], strict=True))
+        self.points = {c: geo.centroids[c] for c in cur["code_commune"] if c in geo.centroids}
+        # Communes nouvelles created after the 2018 geometry get a new SIREN, numbered
+        # from ~200080000 on (checked on the déléguées: 95% of the communes nouvelles
+        # whose déléguées are still in the 2018 file are above, and 99% of the older ones
+        # below). A fusion since 2018 almost always produced such a commune.
+        self.recent = {
+            c
+            for c, s in zip(cur["code_commune"], cur["siren_commune"], strict=True)
+            if s and RECENT_SIREN_MIN <= int(s) < RECENT_SIREN_MAX and not c.startswith("976")
+        }
+
+
 def choose_current(
-    code: str,
-    geo: Geo2018,
-    code_to_current: dict[str, str],
-    current_names: dict[str, str],
-    current_deps: dict[str, str],
-    current_points: dict[str, tuple[float, float]],
+    code: str, geo: Geo2018, code_to_current: dict[str, str], cc: CurrentCommunes
 ) -> tuple[str | None, str]:
     """Map a 2018 code that has no row in the 2026 list to a current commune.
 
-    1. a neighbouring current commune whose name contains the old name ('name+border');
-    2. else the current commune sharing the longest border ('border');
-    3. else the nearest current commune point in the same département ('nearest').
+    Candidates are the current communes of the neighbouring 2018 polygons.
+    1. a candidate whose name contains the old name ('name+border');
+    2. else, among the candidates that are communes nouvelles created since 2018 (recent
+       SIREN), the one sharing the longest border ('border+recent');
+    3. else the candidate sharing the longest border ('border');
+    4. else the nearest current commune point in the same département ('nearest').
     """
     scores = geo.border_scores(code, code_to_current)
     old_name = normalize_name(geo.names.get(code, ""))
     if scores and old_name:
         pattern = re.compile(rf"(^| ){re.escape(old_name)}( |$)")
-        named = [c for c in sorted(scores) if pattern.search(normalize_name(current_names[c]))]
+        named = [c for c in sorted(scores) if pattern.search(cc.names[c])]
         if named:
             return max(named, key=lambda c: (scores[c], c)), "name+border"
+    recent = [c for c in sorted(scores) if c in cc.recent]
+    if recent:
+        return max(recent, key=lambda c: scores[c]), "border+recent"
     if scores:
         return max(sorted(scores), key=lambda c: scores[c]), "border"
     point = geo.centroids.get(code)
@@ -255,10 +278,10 @@ def choose_current(
     if point is None:
         return None, "unresolved"
     best, best_d = None, float("inf")
-    for cur in sorted(current_points):
-        if current_deps.get(cur) != dep:
+    for cur in sorted(cc.points):
+        if cc.deps.get(cur) != dep:
             continue
-        lon, lat = current_points[cur]
+        lon, lat = cc.points[cur]
         dist = ((lon - point[0]) * math.cos(math.radians(lat))) ** 2 + (lat - point[1]) ** 2
         if dist < best_d:
             best, best_d = cur, dist
@@ -303,19 +326,17 @@ def build_communes(shared: Path, geo: Geo2018, stats: dict) -> pd.DataFrame:
     table["merged"] = table["type"].isin(["commune-deleguee", "commune-associee"])
     code_to_current = dict(zip(table["code_commune"], table["current_code"], strict=True))
 
-    # Current communes' names/départements and reference points (for the spatial fallback)
-    cur_names = dict(zip(cur["code_commune"], cur["nom"], strict=True))
-    cur_deps = dict(zip(cur["code_commune"], cur["code_departement"], strict=True))
-    cur_points = {c: geo.centroids[c] for c in cur["code_commune"] if c in geo.centroids}
+    cc = CurrentCommunes(cur, geo)
 
     # Accuracy of the spatial method, measured on the 2018 codes whose answer is known
     # (communes déléguées/associées present in the 2018 geometry): leave-one-out.
     known = sorted(c for c in others.loc[~is_arr, "code_commune"] if c in geo.index)
     hits = 0
     for code in known:
-        trial = {k: v for k, v in code_to_current.items() if k != code}
-        guess, _ = choose_current(code, geo, trial, cur_names, cur_deps, cur_points)
-        hits += guess == code_to_current[code]
+        truth = code_to_current.pop(code)
+        guess, _ = choose_current(code, geo, code_to_current, cc)
+        code_to_current[code] = truth
+        hits += guess == truth
     stats["spatial_method_check"] = f"{hits}/{len(known)} known old codes recovered"
 
     # 2018 codes absent from the 2026 list: spatial mapping, iterated so that an absent
@@ -333,17 +354,13 @@ def build_communes(shared: Path, geo: Geo2018, stats: dict) -> pd.DataFrame:
             ):
                 remaining.append(code)  # wait for an absent neighbour to be mapped
                 continue
-            target, method = choose_current(
-                code, geo, code_to_current, cur_names, cur_deps, cur_points
-            )
+            target, method = choose_current(code, geo, code_to_current, cc)
             mapped[code] = (target, method)
             if target:
                 code_to_current[code] = target
         if not remaining or len(remaining) == len(pending):
             for code in remaining:
-                target, method = choose_current(
-                    code, geo, code_to_current, cur_names, cur_deps, cur_points
-                )
+                target, method = choose_current(code, geo, code_to_current, cc)
                 mapped[code] = (target, method)
                 if target:
                     code_to_current[code] = target
@@ -398,9 +415,7 @@ def build_communes(shared: Path, geo: Geo2018, stats: dict) -> pd.DataFrame:
         else:
             points[code], sources[code] = None, None
     lons, lats, srcs = [], [], []
-    for code, target, typ in zip(
-        table["code_commune"], table["current_code"], table["type"], strict=True
-    ):
+    for code, target, typ in zip(table["code_commune"], table["current_code"], table["type"], strict=True):
         if typ == "commune-actuelle":
             pt, src_ = points[code], sources[code]
         elif code in geo.centroids:
@@ -452,9 +467,7 @@ COMMUNE_SCHEMA = {
 def build_postcodes(communes: pd.DataFrame) -> pd.DataFrame:
     cur = communes[communes["type"] == "commune-actuelle"]
     rows = []
-    for code, cps, pop in zip(
-        cur["code_commune"], cur["codes_postaux"], cur["population"], strict=True
-    ):
+    for code, cps, pop in zip(cur["code_commune"], cur["codes_postaux"], cur["population"], strict=True):
         if not isinstance(cps, str) or not cps:
             continue
         for cp in sorted(set(cps.split("|"))):
@@ -511,13 +524,16 @@ def build_naf(shared: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             "classe_label": src["Libelle-NIV4"],
             "groupe": src["NIV3"],
             "groupe_label": src["Libelle-NIV3"],
-            "division": src["NIV2"],
+            # the source writes divisions >= 10 as "10.0", "62.0": keep the 2 digits
+            "division": src["NIV5"].str[:2],
             "division_label": src["Libelle-NIV2"],
             "section": src["NIV1"],
             "section_label": src["Libelle-NIV1"],
         }
     )
     assert naf["naf"].str.fullmatch(r"\d\d\.\d\d[A-Z]").all()
+    assert (src["NIV2"].str[:2] == naf["division"]).all()
+    assert (naf["groupe"].str[:2] == naf["division"]).all()
     naf = naf.sort_values("naf", kind="stable").reset_index(drop=True)
 
     n25 = read_csv(shared / "nomenclatures" / "naf_2025_sous_classes.csv")
@@ -571,14 +587,14 @@ def build_categories(shared: Path) -> pd.DataFrame:
     out["niv2_libelle"] = out["niv2_code"].map(lab2)
     out["niv1_code"] = out["code"].str[:1]
     out["niv1_libelle"] = out["niv1_code"].map(lab1)
-    out["ess_family"] = [ess_family(c, lab) for c, lab in zip(out["code"], out["libelle"])]
+    out["ess_family"] = [ess_family(c, lab) for c, lab in zip(out["code"], out["libelle"], strict=True)]
     return out.sort_values("code", kind="stable").reset_index(drop=True)
 
 
 # --- SIAE ------------------------------------------------------------------------------------
 
 
-def build_siae(shared: Path, communes: pd.DataFrame, postcodes: pd.DataFrame, stats: dict):
+def build_siae(shared: Path, communes: pd.DataFrame, postcodes: pd.DataFrame, geo: Geo2018, stats: dict):
     src = read_csv(shared / "inclusion" / "le-marche__fixtures_siaes.csv")
     naf = src["naf"].str.strip().str.upper()
     naf = naf.where(~naf.str.fullmatch(r"\d{4}[A-Z]"), naf.str[:2] + "." + naf.str[2:])
@@ -603,51 +619,62 @@ def build_siae(shared: Path, communes: pd.DataFrame, postcodes: pd.DataFrame, st
     cur = communes[communes["type"] == "commune-actuelle"]
     cur_name = dict(zip(cur["code_commune"], cur["nom"].map(normalize_name), strict=True))
     cur_pop = dict(zip(cur["code_commune"], cur["population"], strict=True))
-    # names of every code (déléguées, arrondissements...) -> current commune
-    alias: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for code, name, dep, target in zip(
-        communes["code_commune"],
-        communes["nom"],
-        communes["code_departement"],
-        communes["current_code"],
-        strict=True,
-    ):
+    # current and former names (déléguées, arrondissements, 2018 codes) -> current communes
+    by_name: dict[str, set[str]] = defaultdict(set)
+    for name, target in zip(communes["nom"], communes["current_code"], strict=True):
         if isinstance(name, str) and target:
-            alias[(dep, normalize_name(name))].add(target)
+            by_name[normalize_name(name)].add(target)
+    dep_of = dict(zip(cur["code_commune"], cur["code_departement"], strict=True))
     by_cp = postcodes.groupby("postcode")["code_commune"].apply(list).to_dict()
+
+    # Point in polygon of the coordinates (2018 polygons -> current commune)
+    to_current = dict(zip(communes["code_commune"], communes["current_code"], strict=True))
+    has_xy = siae["longitude"].notna() & siae["latitude"].notna()
+    pip: list[str | None] = [None] * len(siae)
+    xy_rows = np.flatnonzero(has_xy.to_numpy())
+    points = shapely.points(siae.loc[has_xy, "longitude"].to_numpy(), siae.loc[has_xy, "latitude"].to_numpy())
+    found = geo.tree.query(points, predicate="within")
+    for p_i, g_i in sorted(zip(found[0].tolist(), found[1].tolist(), strict=True)):
+        row = int(xy_rows[p_i])
+        if pip[row] is None:
+            pip[row] = to_current.get(geo.codes[g_i])
 
     def pop(code):
         value = cur_pop.get(code)
         return -1 if value is None or pd.isna(value) else int(value)
 
+    def most_populated(codes_):
+        return max(sorted(codes_), key=lambda c: pop(c))
+
     codes, methods = [], []
-    for cp, city, dep in zip(siae["post_code"], siae["city"], siae["departement"], strict=True):
+    for cp, city, dep, xy_code in zip(siae["post_code"], siae["city"], siae["departement"], pip, strict=True):
         city_n = normalize_name(city)
         city_n = re.sub(r" \d+( ?(E|ER|EME))?( ARRONDISSEMENT)?$", "", city_n)
-        cands = by_cp.get(cp, [])
+        cands = sorted(set(by_cp.get(cp, [])))
+        named = by_name.get(city_n, set())
         same = [c for c in cands if cur_name.get(c) == city_n]
-        if len(cands) == 1:
-            codes.append(cands[0])
-            methods.append("postcode-unique")
-        elif same:
-            codes.append(same[0])
-            methods.append("postcode+name")
+        formerly = [c for c in cands if c in named]
+        in_dep = [c for c in named if dep_of.get(c) == cp_dep(cp, dep)]
+        if same:
+            code, method = same[0], "postcode+name"
+        elif formerly:
+            code, method = formerly[0], "postcode+former-name"
+        elif xy_code and xy_code in named:
+            code, method = xy_code, "coordinates+name"
+        elif len(cands) == 1:
+            code, method = cands[0], "postcode-unique"
+        elif xy_code and xy_code in cands:
+            code, method = xy_code, "postcode+coordinates"
         elif cands:
-            aliased = [c for c in cands if c in alias.get((cp_dep(cp, dep), city_n), set())]
-            if aliased:
-                codes.append(aliased[0])
-                methods.append("postcode+old-name")
-            else:
-                codes.append(max(cands, key=lambda c: (pop(c), c)))
-                methods.append("postcode-most-populated")
+            code, method = most_populated(cands), "postcode-most-populated"
+        elif in_dep:
+            code, method = most_populated(in_dep), "name-in-departement"
+        elif xy_code:
+            code, method = xy_code, "coordinates"
         else:
-            hits = sorted(alias.get((cp_dep(cp, dep), city_n), set()))
-            if hits:
-                codes.append(max(hits, key=lambda c: (pop(c), c)))
-                methods.append("name-in-departement")
-            else:
-                codes.append(None)
-                methods.append("unresolved")
+            code, method = None, "unresolved"
+        codes.append(code)
+        methods.append(method)
     siae["code_commune"] = codes
     siae["commune_match"] = methods
     counts = pd.Series(methods).value_counts()
@@ -700,12 +727,13 @@ def inset_transform(geom, lon: float, lat: float):
 
 
 def inset_box(lon: float, lat: float):
-    half_h = INSET_BOX_H / 2 / INSET_FILL * 1.0
+    """The frame of an inset: the territory fills INSET_FILL of its height."""
+    half_h = INSET_BOX_H / 2 / INSET_FILL
     half_w = half_h / math.cos(math.radians(lat))
     return shapely.box(lon - half_w, lat - half_h, lon + half_w, lat + half_h)
 
 
-def build_geometry(shared: Path, out: Path, deps: pd.DataFrame, regs: pd.DataFrame, stats):
+def build_geometry(shared: Path, out: Path, deps: pd.DataFrame, stats: dict) -> None:
     geo = shared / "geo"
     src = gpd.read_file(geo / "france-geojson__departements-avec-outre-mer.geojson")
     src = src.sort_values("code", kind="stable").reset_index(drop=True)
@@ -735,9 +763,7 @@ def build_geometry(shared: Path, out: Path, deps: pd.DataFrame, regs: pd.DataFra
     )
     reg_codes, reg_unions = regions_from(simplified)
     reg_geoms = prepare_geoms(reg_unions)
-    write_geojson(
-        [{"code": r, "nom": reg_names[r]} for r in reg_codes], reg_geoms, out / "regions.geojson"
-    )
+    write_geojson([{"code": r, "nom": reg_names[r]} for r in reg_codes], reg_geoms, out / "regions.geojson")
     # Check: the dissolved régions match the source régions (area of symmetric difference)
     src_reg = src_reg.set_index("code")
     worst = max(
@@ -766,10 +792,7 @@ def build_geometry(shared: Path, out: Path, deps: pd.DataFrame, regs: pd.DataFra
         boxes.append(({"code": code, "nom": names[i]}, inset_box(lon, lat)))
     dep_inset = prepare_geoms(inset_geoms)
     write_geojson(
-        [
-            {"code": c, "nom": n, "inset": f}
-            for c, n, f in zip(codes, names, inset_flags, strict=True)
-        ],
+        [{"code": c, "nom": n, "inset": f} for c, n, f in zip(codes, names, inset_flags, strict=True)],
         dep_inset,
         out / "departements_inset.geojson",
     )
@@ -785,18 +808,41 @@ def build_geometry(shared: Path, out: Path, deps: pd.DataFrame, regs: pd.DataFra
         [shapely.orient_polygons(b, exterior_cw=True) for _, b in boxes],
         out / "inset_boxes.geojson",
     )
-    stats["geometry_valid"] = bool(
-        shapely.is_valid(dep_geoms).all() and shapely.is_valid(reg_geoms).all()
-    )
+    stats["geometry_valid"] = bool(shapely.is_valid(dep_geoms).all() and shapely.is_valid(reg_geoms).all())
+
+
+def _simplify_departement(wkbs: list[bytes]) -> tuple[list[bytes], bool]:
+    """Coverage-clean, coverage-simplify and round the communes of one département."""
+    geoms = shapely.from_wkb(np.asarray(wkbs, dtype=object))
+    cleaned = shapely.coverage_clean(geoms, gap_width=GAP_COMMUNES)
+    simplified = shapely.coverage_simplify(cleaned, TOL_COMMUNES)
+    simplified = shapely.set_precision(simplified, GRID)
+    # Rounding to the grid can leave a few tiny overlaps: clean again (no snapping)
+    valid = bool(shapely.coverage_is_valid(simplified))
+    for _ in range(3):
+        if valid:
+            break
+        simplified = shapely.coverage_clean(simplified, snapping_distance=0.0)
+        simplified = shapely.set_precision(simplified, GRID)
+        valid = bool(shapely.coverage_is_valid(simplified))
+    return shapely.to_wkb(simplified).tolist(), valid
 
 
 def build_communes_geo(geo: Geo2018, communes: pd.DataFrame, out: Path, stats: dict) -> None:
     gdf = geo.gdf
     result = np.empty(len(gdf), dtype=object)
-    for dep in sorted(gdf["departement"].unique()):
-        idx = np.flatnonzero((gdf["departement"] == dep).to_numpy())
-        cleaned = shapely.coverage_clean(geo.geoms[idx], gap_width=GAP_COMMUNES)
-        result[idx] = shapely.coverage_simplify(cleaned, TOL_COMMUNES)
+    invalid_deps = []
+    deps = sorted(gdf["departement"].unique())
+    groups = [np.flatnonzero((gdf["departement"] == dep).to_numpy()) for dep in deps]
+    jobs = [shapely.to_wkb(geo.geoms[idx]).tolist() for idx in groups]
+    # One process per CPU: départements are independent, results do not depend on order.
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        done = list(pool.map(_simplify_departement, jobs))
+    for dep, idx, (wkbs, valid) in zip(deps, groups, done, strict=True):
+        result[idx] = shapely.from_wkb(np.asarray(wkbs, dtype=object))
+        if not valid:
+            invalid_deps.append(dep)
+    stats["communes_geo_departements_not_clean_coverage"] = invalid_deps
     empty = shapely.is_empty(result) | pd.isna(result)
     # Fallback (should not happen): keep the source polygon
     result[empty] = geo.geoms[empty]
@@ -832,6 +878,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     stats: dict = {}
+    print(f"Reading {shared}")
 
     geo = Geo2018(shared)
     communes = build_communes(shared, geo, stats)
@@ -878,12 +925,12 @@ def main(argv: list[str] | None = None) -> int:
     cats = build_categories(shared)
     write_parquet(cats, out / "categories_juridiques.parquet", dict.fromkeys(cats.columns, "str"))
 
-    siae = build_siae(shared, communes, postcodes, stats)
+    siae = build_siae(shared, communes, postcodes, geo, stats)
     siae_schema = dict.fromkeys(siae.columns, "str")
     siae_schema.update(longitude="float", latitude="float")
     write_parquet(siae, out / "siae.parquet", siae_schema)
 
-    build_geometry(shared, out, deps, regs, stats)
+    build_geometry(shared, out, deps, stats)
     build_communes_geo(geo, communes, out, stats)
 
     # --- summary

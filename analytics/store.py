@@ -371,6 +371,8 @@ def connect(path: str | os.PathLike | None = None, *, read_only: bool = False) -
                 "(le tableau de bord ?). Importez depuis la page Import, ou arrêtez-le."
             ) from exc
         raise
+    # DuckDB's own progress bar would end up in --json output and logs
+    con.execute("SET enable_progress_bar = false")
     if not read_only:
         migrate(con)
     attach_reference(con)

@@ -11,7 +11,7 @@ from analytics.filters import Filters, Territory
 NORD = Territory("com", ("59001",))
 
 
-def _contract(con, key, *, notified, months, amount, cpv="90", objet="Objet", buyer="22590001800011"):
+def _contract(con, key, *, notified, months, amount, cpv="90", objet="Objet", buyer="22590001801244"):
     end = levers._add_months(notified, months)
     con.execute(
         "INSERT INTO contracts (import_id, seq, contract_key, id, buyer_siret, objet, cpv, cpv_division,"

@@ -1,0 +1,613 @@
+"""Supplier referential: INSEE SIRENE StockEtablissement / StockUniteLegale extracts.
+
+Any subset of the official columns that contains ``siret`` (establishments, with the
+legal-unit columns too when the extract carries them) or only ``siren`` (legal units),
+as CSV (any delimiter, UTF-8 / cp1252 / UTF-16, or zipped) or Parquet, up to millions
+of rows: the file is read by DuckDB (``read_csv`` / ``read_parquet``, every column as
+text) and loaded with set-based SQL, never a Python loop per row. Identifiers are
+checked in SQL (Luhn, with La Poste's exception for SIRET; the expressions are tested
+against python-stdnum); invalid rows are rejected with their reason.
+
+This module also holds the tabular reader shared by the list and insertion importers
+(``read_tabular``) and the SQL identifier checks (``siret_valid_sql``, ``siren_valid_sql``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from analytics.ingest.common import (
+    MAX_REJECTS_STORED,
+    ImportRefused,
+    LoadCounts,
+    Options,
+    check_xlsx,
+    detect_file_encoding,
+    norm_header,
+    sniff_kind,
+    transcode_to_utf8,
+)
+
+# --- identifier checks in SQL -----------------------------------------------------------
+
+
+def _luhn_sum(n: str, k: int) -> str:
+    """Σ of the Luhn terms of the k-digit number n (a BIGINT expression), doubling every
+    second digit from the right. Integer arithmetic: much faster than text slicing."""
+    terms = []
+    for p in range(k):
+        d = f"(({n} // {10 ** p}) % 10)"
+        terms.append(d if p % 2 == 0 else f"({d} * 2 - CASE WHEN {d} > 4 THEN 9 ELSE 0 END)")
+    return "(" + " + ".join(terms) + ")"
+
+
+def _digit_sum(n: str, k: int) -> str:
+    return "(" + " + ".join(f"(({n} // {10 ** p}) % 10)" for p in range(k)) + ")"
+
+
+def siren_valid_sql(x: str) -> str:
+    """SQL boolean: x is a valid SIREN (9 digits, Luhn), as python-stdnum says."""
+    n = f"TRY_CAST({x} AS BIGINT)"
+    return f"(regexp_full_match({x}, '[0-9]{{9}}') AND {_luhn_sum(n, 9)} % 10 = 0)"
+
+
+def siret_valid_num_sql(x: str, n: str) -> str:
+    """SQL boolean from a text column x and the same value as BIGINT n (computed once in an
+    inner query: the fast form used on millions of rows)."""
+    return (
+        f"(regexp_full_match({x}, '[0-9]{{14}}') AND "
+        f"CASE WHEN {n} // 100000 = 356000000 AND {n} <> 35600000000048 "
+        f"THEN {_digit_sum(n, 14)} % 5 = 0 ELSE {_luhn_sum(n, 14)} % 10 = 0 END "
+        f"AND {_luhn_sum(f'({n} // 100000)', 9)} % 10 = 0)"
+    )
+
+
+def siret_valid_sql(x: str) -> str:
+    """SQL boolean: x is a valid SIRET as python-stdnum says (Luhn on 14 digits, except
+    La Poste's establishments 356000000xxxxx whose digit sum is a multiple of 5; and a
+    valid SIREN). x must be a plain expression (it is repeated)."""
+    return siret_valid_num_sql(x, f"TRY_CAST({x} AS BIGINT)")
+
+
+def digits_sql(x: str, width: int) -> str:
+    """Spaces, dots and dashes removed; one lost leading zero restored (13 -> 14, 8 -> 9)."""
+    d = f"regexp_replace(trim({x}), '[\\s\u00a0\u202f.\\-]', '', 'g')"
+    return (f"CASE WHEN regexp_full_match({d}, '[0-9]{{{width - 1}}}') THEN '0' || {d} "
+            f"ELSE {d} END")
+
+
+# --- reading any tabular file into a temp table ---------------------------------------
+
+
+@dataclass
+class Tabular:
+    """A file read into the temp table ``table``: its headers, and the line-number column."""
+
+    table: str
+    headers: list[str]
+    rows: int
+    fmt: str  # csv | parquet | xlsx
+    numeric: frozenset[str] = frozenset()  # Parquet / Excel columns holding numbers (zeros lost)
+
+
+def _qi(name: str) -> str:
+    """Quote an identifier (a header read from the file): data, never SQL."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _detect_delimiter(path: Path) -> str:
+    with open(path, "rb") as f:
+        head = f.read(64 * 1024).decode("utf-8", errors="replace")
+    first = next((ln for ln in head.splitlines() if ln.strip()), "")
+    counts = {d: first.count(d) for d in (";", ",", "\t", "|")}
+    best = max(counts, key=lambda d: counts[d])
+    if counts[best] == 0:
+        return ","
+    return best
+
+
+def _unzip_single(path: Path, workdir: Path) -> Path:
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = [i for i in z.infolist() if not i.is_dir()
+                       and i.filename.lower().endswith((".csv", ".txt", ".parquet"))]
+            if len(members) != 1:
+                raise ImportRefused(
+                    "L'archive ZIP doit contenir exactement un fichier CSV ou Parquet."
+                )
+            target = workdir / Path(members[0].filename).name
+            with z.open(members[0]) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 22)
+            return target
+    except zipfile.BadZipFile:
+        raise ImportRefused("L'archive ZIP est illisible ou tronquée.") from None
+
+
+def read_tabular(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    table: str,
+    *,
+    columns=None,
+    allow_xlsx: bool = True,
+) -> Tabular:
+    """Read a CSV / Parquet / XLSX (or a ZIP holding one CSV/Parquet) into a TEMP table of
+    text columns plus ``_line`` (the file's line number, header = line 1).
+
+    ``columns``: optional callable headers -> list of headers to keep (the others are
+    not loaded: a 48-column SIRENE stock keeps only what is used).
+    """
+    with open(path, "rb") as f:
+        head = f.read(8192)
+    kind = sniff_kind(head)
+    workdir = Path(tempfile.mkdtemp(prefix="empreinte_"))
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as z:
+                is_xlsx = "xl/workbook.xml" in z.namelist()
+            if is_xlsx:
+                if not allow_xlsx:
+                    raise ImportRefused("Ce type d'import n'accepte pas les classeurs Excel.")
+                return _read_xlsx(con, path, table, columns)
+            path = _unzip_single(path, workdir)
+            with open(path, "rb") as f:
+                kind = sniff_kind(f.read(8192))
+        if kind == "parquet":
+            src = f"read_parquet({_sql_literal(str(path))})"
+            fmt = "parquet"
+        elif kind == "text":
+            enc = detect_file_encoding(path)
+            path = transcode_to_utf8(path, enc, workdir) if enc != "utf-8" else path
+            delim = _detect_delimiter(path)
+            src = (
+                f"read_csv({_sql_literal(str(path))}, delim={_sql_literal(delim)}, header=true,"
+                " all_varchar=true, quote='\"', escape='\"', null_padding=true,"
+                " strict_mode=false, sample_size=20480)"
+            )
+            fmt = "csv"
+        elif kind in ("html", "xml"):
+            raise ImportRefused("Le fichier est une page HTML/XML, pas un tableau CSV, Excel ou Parquet.")
+        elif kind == "json":
+            raise ImportRefused("Le fichier est du JSON : un tableau CSV, Excel ou Parquet est attendu.")
+        elif kind == "xls":
+            raise ImportRefused("Ancien format Excel (.xls) : enregistrez-le en .xlsx ou CSV.")
+        else:
+            raise ImportRefused("Le fichier n'est pas un fichier texte, Excel ou Parquet lisible.")
+        try:
+            described = con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()
+        except duckdb.Error as exc:
+            raise ImportRefused(f"Fichier illisible : {_short(exc)}") from None
+        headers = [r[0] for r in described]
+        types = {r[0]: r[1] for r in described}
+        keep = columns(headers) if columns else headers
+        cols = ["row_number() OVER () + 1 AS _line"]  # order-preserving: file line number
+        for h in keep:
+            if fmt == "parquet" and types.get(h, "VARCHAR") != "VARCHAR":
+                typ = types[h]
+                if typ in ("DOUBLE", "FLOAT") or typ.startswith("DECIMAL"):
+                    # integral values written as floats by pandas: 5710.0 -> 5710
+                    expr = (f"CASE WHEN {_qi(h)} = trunc({_qi(h)}) THEN "
+                            f"CAST(CAST({_qi(h)} AS HUGEINT) AS VARCHAR) "
+                            f"ELSE CAST({_qi(h)} AS VARCHAR) END")
+                else:
+                    expr = f"CAST({_qi(h)} AS VARCHAR)"
+                cols.append(f"{expr} AS {_qi(h)}")
+            else:
+                cols.append(_qi(h))
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {', '.join(cols)} FROM {src}"
+            )
+        except duckdb.Error as exc:
+            raise ImportRefused(f"Fichier illisible : {_short(exc)}") from None
+        n = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        numeric = frozenset(h for h in keep if fmt == "parquet" and types.get(h) != "VARCHAR")
+        return Tabular(table, headers, n, fmt, numeric)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _read_xlsx(con, path: Path, table: str, columns) -> Tabular:
+    import openpyxl
+    import pandas as pd
+
+    check_xlsx(path)
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many kinds
+        raise ImportRefused(f"Le classeur Excel est illisible : {exc}") from None
+    try:
+        ws = wb.worksheets[0]
+        rows = ws.iter_rows(values_only=True)
+        header = None
+        skipped = 0
+        for r in rows:
+            skipped += 1
+            if r and sum(1 for v in r if v not in (None, "")) >= 2:
+                header = [str(v).strip() if v is not None else "" for v in r]
+                break
+        if header is None:
+            raise ImportRefused("Le classeur Excel ne contient aucune ligne d'en-tête.")
+        seen: dict[str, int] = {}
+        names = []
+        for i, h in enumerate(header):
+            h = h or f"colonne{i + 1}"
+            if h in seen:
+                seen[h] += 1
+                h = f"{h}_{seen[h]}"
+            else:
+                seen[h] = 0
+            names.append(h)
+        data = []
+        numeric_cols: set[int] = set()
+        for r in rows:
+            vals = list(r[: len(names)]) + [None] * (len(names) - len(r))
+            numeric_cols.update(i for i, v in enumerate(vals)
+                                if isinstance(v, (int, float)) and not isinstance(v, bool))
+            data.append([_xlsx_text(v) for v in vals])
+    finally:
+        wb.close()
+    df = pd.DataFrame(data, columns=names, dtype=object)
+    keep = columns(names) if columns else names
+    df = df[keep] if keep else df.iloc[:, :0]
+    df["_line"] = range(skipped + 1, skipped + 1 + len(df))
+    con.register("_xlsx_df", df)
+    try:
+        cols = ", ".join(f"CAST({_qi(c)} AS VARCHAR) AS {_qi(c)}" for c in keep)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {cols + ', ' if cols else ''}"
+            "_line::BIGINT AS _line FROM _xlsx_df"
+        )
+    finally:
+        con.unregister("_xlsx_df")
+    numeric = frozenset(names[i] for i in numeric_cols if names[i] in keep)
+    return Tabular(table, names, len(df), "xlsx", numeric)
+
+
+def _xlsx_text(v):
+    import datetime as dt
+
+    if v is None:
+        return None
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, dt.datetime):
+        return v.date().isoformat() if v.time() == dt.time(0) else v.isoformat()
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    return str(v)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]
+
+
+def match_headers(
+    headers: list[str], synonyms: dict[str, tuple[str, ...]], mapping: dict[str, str] | None
+) -> dict[str, str]:
+    """field -> header, from a mapping (header -> field) first, then synonyms (normalised)."""
+    found: dict[str, str] = {}
+    if mapping:
+        by_norm = {norm_header(h): h for h in headers}
+        for src, field_name in mapping.items():
+            h = src if src in headers else by_norm.get(norm_header(src))
+            target = _field_of(field_name, synonyms)
+            if h and target:
+                found[target] = h
+    normed = [(norm_header(h), h) for h in headers]
+    for field_name, syns in synonyms.items():
+        if field_name in found:
+            continue
+        for syn in syns:
+            hit = next((h for n, h in normed if n == syn and h not in found.values()), None)
+            if hit:
+                found[field_name] = hit
+                break
+    return found
+
+
+def _field_of(name: str, synonyms: dict[str, tuple[str, ...]]) -> str | None:
+    if name in synonyms:
+        return name
+    n = norm_header(name)
+    for field_name, syns in synonyms.items():
+        if n == norm_header(field_name) or n in syns:
+            return field_name
+    return None
+
+
+def insert_rejects(con, import_id: int, select_sql: str, params: dict | None = None) -> int:
+    """INSERT INTO rejected_rows from a query of (line_number, column_name, raw_value,
+    reason); capped like common.record_rejects. Returns the number of rejected rows."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _rejects AS " + select_sql, params or {}
+    )
+    n = con.execute("SELECT count(*) FROM _rejects").fetchone()[0]
+    if n:
+        con.execute(
+            "INSERT INTO rejected_rows SELECT $i, line_number, column_name, raw_value, reason "
+            f"FROM _rejects ORDER BY line_number LIMIT {MAX_REJECTS_STORED}",
+            {"i": import_id},
+        )
+    con.execute("DROP TABLE _rejects")
+    return n
+
+
+# --- SIRENE ----------------------------------------------------------------------------
+
+ETAB_FIELDS: dict[str, tuple[str, ...]] = {
+    "siret": ("siret",),
+    "siren": ("siren",),
+    "nic": ("nic",),
+    "siege": ("etablissementsiege",),
+    "commune_code": ("codecommuneetablissement",),
+    "postcode": ("codepostaletablissement",),
+    "commune_name": ("libellecommuneetablissement",),
+    "naf": ("activiteprincipaleetablissement",),
+    "tranche_effectifs": ("trancheeffectifsetablissement",),
+    "etat": ("etatadministratifetablissement",),
+    "enseigne": ("enseigne1etablissement",),
+    "denomination_usuelle": ("denominationusuelleetablissement",),
+    "date_creation": ("datecreationetablissement",),
+}
+UNIT_FIELDS: dict[str, tuple[str, ...]] = {
+    "denomination": ("denominationunitelegale",),
+    "nom": ("nomunitelegale",),
+    "nom_usage": ("nomusageunitelegale",),
+    "prenom_usuel": ("prenomusuelunitelegale",),
+    "prenom1": ("prenom1unitelegale",),
+    "categorie_juridique": ("categoriejuridiqueunitelegale",),
+    "categorie_entreprise": ("categorieentreprise",),
+    "tranche_effectifs_ul": ("trancheeffectifsunitelegale",),
+    "naf_ul": ("activiteprincipaleunitelegale",),
+    "naf25_ul": ("activiteprincipalenaf25unitelegale",),
+    "ess": ("economiesocialesolidaireunitelegale",),
+    "societe_mission": ("societemissionunitelegale",),
+    "etat_ul": ("etatadministratifunitelegale",),
+    "nic_siege": ("nicsiegeunitelegale",),
+}
+# columns that make a file carry legal-unit facts (a bare siren does not)
+_UNIT_FACTS = ("denomination", "nom", "categorie_juridique", "categorie_entreprise",
+               "tranche_effectifs_ul", "naf_ul", "naf25_ul", "ess", "societe_mission",
+               "etat_ul", "nic_siege")
+
+
+def _col(found: dict[str, str], field_name: str, alias: str = "r") -> str:
+    """The (quoted) source column of a field, trimmed, or NULL."""
+    h = found.get(field_name)
+    prefix = f"{alias}." if alias else ""
+    return f"nullif(trim({prefix}{_qi(h)}), '')" if h else "NULL::VARCHAR"
+
+
+def _flag_on(x: str) -> str:
+    return f"(lower({x}) IN ('true', 't', '1', 'o', 'oui', 'y', 'yes', 'vrai'))"
+
+
+def _on(x: str) -> str:
+    """O/N flags (also true/false, oui/non, 1/0)."""
+    return (f"CASE WHEN upper({x}) IN ('O', 'OUI', 'TRUE', 'T', '1', 'Y', 'YES', 'VRAI') THEN 'O' "
+            f"WHEN upper({x}) IN ('N', 'NON', 'FALSE', 'F', '0', 'NO', 'FAUX') THEN 'N' END")
+
+
+def _band(x: str) -> str:
+    """Headcount band: '1' -> '01' (numeric columns lose the zero), NN kept."""
+    return f"CASE WHEN regexp_full_match({x}, '[0-9]') THEN '0' || {x} ELSE upper({x}) END"
+
+
+def _cj(x: str) -> str:
+    return f"CASE WHEN regexp_full_match({x}, '[0-9]{{4}}([.]0+)?') THEN left({x}, 4) END"
+
+
+def _date(x: str) -> str:
+    return (f"coalesce(try_cast(left({x}, 10) AS DATE), "
+            f"try_strptime({x}, '%d/%m/%Y')::DATE)")
+
+
+def _commune(x: str) -> str:
+    return (f"CASE WHEN regexp_full_match({x}, '[0-9]{{4}}') THEN '0' || {x} "
+            f"ELSE upper({x}) END")
+
+
+def _unit_select(found: dict[str, str], siren_expr: str, nic_expr: str | None = None) -> str:
+    """Columns of sirene_unites (after import_id) from the raw row r."""
+    c = lambda f: _col(found, f)  # noqa: E731
+    person = (f"nullif(trim(concat_ws(' ', coalesce({c('prenom_usuel')}, {c('prenom1')}), "
+              f"coalesce({c('nom_usage')}, {c('nom')}))), '')")
+    return ", ".join([
+        f"{siren_expr} AS siren",
+        f"coalesce({c('denomination')}, {person}) AS denomination",
+        f"{_cj(c('categorie_juridique'))} AS categorie_juridique",
+        f"upper({c('categorie_entreprise')}) AS categorie_entreprise",
+        f"{_band(c('tranche_effectifs_ul'))} AS tranche_effectifs",
+        f"upper(coalesce({c('naf_ul')}, {c('naf25_ul')})) AS naf",
+        f"{_on(c('ess'))} AS ess",
+        f"{_on(c('societe_mission'))} AS societe_mission",
+        f"upper({c('etat_ul')}) AS etat",
+        f"{nic_expr or _nic(c('nic_siege'))} AS nic_siege",
+    ])
+
+
+def _nic(x: str) -> str:
+    return f"CASE WHEN regexp_full_match({x}, '[0-9]{{1,5}}') THEN lpad({x}, 5, '0') END"
+
+
+def load(con: duckdb.DuckDBPyConnection, import_id: int, path: Path, options: Options) -> LoadCounts:
+    """Import a SIRENE extract (establishments or legal units); see the module docstring."""
+    progress = options.progress or (lambda m, f: None)
+    all_fields = {**ETAB_FIELDS, **UNIT_FIELDS}
+
+    def keep(headers: list[str]) -> list[str]:
+        return list(dict.fromkeys(match_headers(headers, all_fields, options.mapping).values()))
+
+    progress("Lecture de l'extrait SIRENE", 0.0)
+    tab = read_tabular(con, Path(path), "_sirene_raw", columns=keep, allow_xlsx=True)
+    found = match_headers(tab.headers, all_fields, options.mapping)
+    if "siret" not in found and "siren" not in found:
+        seen = ", ".join(tab.headers[:15]) + ("…" if len(tab.headers) > 15 else "")
+        con.execute("DROP TABLE IF EXISTS _sirene_raw")
+        raise ImportRefused(
+            "Ce n'est pas un extrait SIRENE : aucune colonne « siret » ni « siren » "
+            f"(colonnes vues : {seen})."
+        )
+    if tab.rows == 0:
+        con.execute("DROP TABLE IF EXISTS _sirene_raw")
+        raise ImportRefused("L'extrait SIRENE ne contient aucune ligne.")
+    progress("Contrôle des identifiants", 0.3)
+    has_unit = any(f in found for f in _UNIT_FACTS)
+    numeric = {f for f, h in found.items() if h in tab.numeric}
+    try:
+        if "siret" in found:
+            counts = _load_etablissements(con, import_id, found, has_unit, tab.rows, numeric)
+        else:
+            counts = _load_unites(con, import_id, found, tab.rows, numeric)
+    finally:
+        con.execute("DROP TABLE IF EXISTS _sirene_raw")
+        con.execute("DROP TABLE IF EXISTS _sirene_ok")
+    counts.details["format"] = tab.fmt
+    counts.details["columns"] = sorted(found)
+    progress("Extrait SIRENE chargé", 1.0)
+    return counts
+
+
+def id_sql(found: dict, field_name: str, width: int, numeric) -> str:
+    """An identifier column as text digits: a numeric Parquet / Excel column (its header
+    in ``numeric``) gets its leading zeros back."""
+    col = _col(found, field_name)
+    if found.get(field_name) in numeric or field_name in numeric:
+        return (f"CASE WHEN regexp_full_match({col}, '[0-9]{{1,{width}}}') "
+                f"THEN lpad({col}, {width}, '0') ELSE {digits_sql(col, width)} END")
+    return digits_sql(col, width)
+
+
+def _load_etablissements(con, import_id: int, found: dict, has_unit: bool, n_rows: int,
+                         numeric: set) -> LoadCounts:
+    c = lambda f: _col(found, f)  # noqa: E731
+    siret = id_sql(found, "siret", 14, numeric)
+    siren_in = id_sql(found, "siren", 9, numeric)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _sirene_ok AS
+        SELECT * EXCLUDE (_n), {siret_valid_num_sql('_siret', '_n')} AS ok FROM (
+            SELECT r._line, {siret} AS _siret,
+                   TRY_CAST(CASE WHEN regexp_full_match({siret}, '[0-9]{{14}}') THEN {siret} END
+                            AS BIGINT) AS _n,
+                   r.* EXCLUDE (_line)
+            FROM _sirene_raw r)"""
+    )
+    rejected = insert_rejects(
+        con, import_id,
+        f"""SELECT _line AS line_number, {_sql_literal(found['siret'])} AS column_name,
+                   {_col(found, 'siret', '')} AS raw_value,
+                   CASE WHEN _siret IS NULL OR _siret = '' THEN 'SIRET manquant'
+                        WHEN NOT regexp_full_match(_siret, '[0-9]{{14}}')
+                            THEN 'SIRET invalide : 14 chiffres attendus'
+                        ELSE 'SIRET invalide : clé de contrôle (Luhn) erronée' END AS reason
+            FROM _sirene_ok WHERE NOT coalesce(ok, false)""",
+    )
+    # one row per SIRET (the first in the file); the others are counted as duplicates
+    etab_cols = ", ".join([
+        "_siret",
+        f"coalesce(CASE WHEN {siren_valid_sql(siren_in)} AND {siren_in} = left(_siret, 9) "
+        f"THEN {siren_in} END, left(_siret, 9)) AS siren",
+        f"CASE WHEN {c('siege')} IS NULL THEN NULL ELSE {_flag_on(c('siege'))} END AS siege",
+        f"{_commune(c('commune_code'))} AS commune_code",
+        f"CASE WHEN regexp_full_match({c('postcode')}, '[0-9]{{4}}') THEN '0' || {c('postcode')} "
+        f"ELSE {c('postcode')} END AS postcode",
+        f"{c('commune_name')} AS commune_name",
+        f"upper({c('naf')}) AS naf",
+        f"{_band(c('tranche_effectifs'))} AS tranche_effectifs",
+        f"upper({c('etat')}) AS etat",
+        f"{c('enseigne')} AS enseigne",
+        f"{c('denomination_usuelle')} AS denomination_usuelle",
+        f"{_date(c('date_creation'))} AS date_creation",
+    ])
+    con.execute(
+        f"""INSERT INTO sirene_etablissements
+        (import_id, siret, siren, siege, commune_code, postcode, commune_name, naf,
+         tranche_effectifs, etat, enseigne, denomination_usuelle, date_creation)
+        SELECT $i, {etab_cols}
+        FROM _sirene_ok r WHERE ok
+        QUALIFY row_number() OVER (PARTITION BY _siret ORDER BY _line) = 1""",
+        {"i": import_id},
+    )
+    loaded = con.execute(
+        "SELECT count(*) FROM sirene_etablissements WHERE import_id = $i", {"i": import_id}
+    ).fetchone()[0]
+    valid = con.execute("SELECT count(*) FROM _sirene_ok WHERE ok").fetchone()[0]
+    units = 0
+    if has_unit:
+        # the unit's head office: nicSiegeUniteLegale, else the establishment flagged siège
+        siege_nic = (f"coalesce({_nic(c('nic_siege'))}, "
+                     f"max(CASE WHEN {_flag_on(c('siege'))} THEN right(_siret, 5) END) "
+                     "OVER (PARTITION BY left(_siret, 9)))")
+        unit_cols = _unit_select(found, "left(_siret, 9)", siege_nic)
+        con.execute(
+            f"""INSERT INTO sirene_unites
+            (import_id, siren, denomination, categorie_juridique, categorie_entreprise,
+             tranche_effectifs, naf, ess, societe_mission, etat, nic_siege)
+            SELECT $i, * EXCLUDE (_line) FROM (
+                SELECT r._line, {unit_cols} FROM _sirene_ok r WHERE ok
+            ) QUALIFY row_number() OVER (PARTITION BY siren ORDER BY _line) = 1""",
+            {"i": import_id},
+        )
+        units = con.execute(
+            "SELECT count(*) FROM sirene_unites WHERE import_id = $i", {"i": import_id}
+        ).fetchone()[0]
+    return LoadCounts(
+        rows_read=n_rows,
+        rows_loaded=loaded,
+        rows_rejected=rejected,
+        rows_duplicate=valid - loaded,
+        details={"extract": "StockEtablissement", "etablissements": loaded, "unites": units},
+    )
+
+
+def _load_unites(con, import_id: int, found: dict, n_rows: int, numeric: set) -> LoadCounts:
+    siren = id_sql(found, "siren", 9, numeric)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _sirene_ok AS
+        SELECT r._line, {siren} AS siren_clean, r.* EXCLUDE (_line),
+               {siren_valid_sql('(' + siren + ')')} AS ok
+        FROM _sirene_raw r"""
+    )
+    rejected = insert_rejects(
+        con, import_id,
+        f"""SELECT _line AS line_number, {_sql_literal(found['siren'])} AS column_name,
+                   {_col(found, 'siren', '')} AS raw_value,
+                   CASE WHEN siren_clean IS NULL OR siren_clean = '' THEN 'SIREN manquant'
+                        WHEN NOT regexp_full_match(siren_clean, '[0-9]{{9}}')
+                            THEN 'SIREN invalide : 9 chiffres attendus'
+                        ELSE 'SIREN invalide : clé de contrôle (Luhn) erronée' END AS reason
+            FROM _sirene_ok WHERE NOT coalesce(ok, false)""",
+    )
+    con.execute(
+        f"""INSERT INTO sirene_unites
+        (import_id, siren, denomination, categorie_juridique, categorie_entreprise,
+         tranche_effectifs, naf, ess, societe_mission, etat, nic_siege)
+        SELECT $i, * EXCLUDE (_line) FROM (
+            SELECT r._line, {_unit_select(found, 'siren_clean')} FROM _sirene_ok r WHERE ok
+        ) QUALIFY row_number() OVER (PARTITION BY siren ORDER BY _line) = 1""",
+        {"i": import_id},
+    )
+    loaded = con.execute(
+        "SELECT count(*) FROM sirene_unites WHERE import_id = $i", {"i": import_id}
+    ).fetchone()[0]
+    valid = con.execute("SELECT count(*) FROM _sirene_ok WHERE ok").fetchone()[0]
+    return LoadCounts(
+        rows_read=n_rows,
+        rows_loaded=loaded,
+        rows_rejected=rejected,
+        rows_duplicate=valid - loaded,
+        details={"extract": "StockUniteLegale", "etablissements": 0, "unites": loaded},
+    )
+

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 
 import duckdb
 
@@ -45,6 +46,35 @@ HEADLINE_KEYS = (
     "payment_delay_days",
     "env_2026_compliance_count",
 )
+
+
+# What changed in the data after a snapshot: imports loaded after it, and imports undone
+# after it (an undo removes rows of an import the snapshot had counted).
+CHANGED_IMPORTS_SQL = """
+    SELECT import_id, kind, file_name, status, rows_loaded, rows_rejected, finished_at, undone_at
+    FROM imports
+    WHERE (import_id > $s AND status IN ('ok', 'undone'))
+       OR (status = 'undone' AND $t::TIMESTAMP IS NOT NULL AND undone_at > $t::TIMESTAMP)
+    ORDER BY import_id
+"""
+REJECTED_SQL = """
+    SELECT reason, count(*) AS n
+    FROM rejected_rows r JOIN imports i USING (import_id)
+    WHERE r.import_id > $s AND i.status IN ('ok', 'undone')
+    GROUP BY reason ORDER BY n DESC, reason LIMIT 20
+"""
+MONTHS_SQL = """
+    SELECT DISTINCT strftime(d, '%Y-%m') AS m FROM (
+        SELECT spend_date AS d FROM mandats WHERE spend_date IS NOT NULL
+        UNION ALL
+        SELECT date_notification FROM contracts WHERE date_notification IS NOT NULL
+    ) ORDER BY m
+"""
+NEW_UNIDENTIFIED_SQL = """
+    SELECT count(DISTINCT supplier_key) FROM mandats m
+    WHERE import_id > $s AND NOT supplier_identified
+      AND NOT EXISTS (SELECT 1 FROM mandats o WHERE o.supplier_key = m.supplier_key AND o.import_id <= $s)
+"""
 
 
 def _filters(con, month: str, base: Filters | None = None) -> tuple[Filters, Filters]:
@@ -114,6 +144,17 @@ def snapshots(con: duckdb.DuckDBPyConnection, month: str | None = None) -> list[
     ]
 
 
+def snapshots_state(con: duckdb.DuckDBPyConnection) -> str:
+    """A key that changes whenever a snapshot is taken (the data version ignores snapshots)."""
+    n, last = con.execute("SELECT count(*), coalesce(max(snapshot_id), 0) FROM snapshots").fetchone()
+    return f"{n}|{last}"
+
+
+def review_at(con: duckdb.DuckDBPyConnection, month: str, state: str) -> dict:
+    """``review(con, month)``; ``state`` (:func:`snapshots_state`) only keys the dashboard's cache."""
+    return review(con, month)
+
+
 def _previous_month(month: str) -> str:
     start, _ = month_bounds(month)
     prev = start - dt.timedelta(days=1)
@@ -123,6 +164,14 @@ def _previous_month(month: str) -> str:
 def _same_month_last_year(month: str) -> str:
     y, m = month.split("-")
     return f"{int(y) - 1:04d}-{m}"
+
+
+def _number(v) -> float | None:
+    """A float, None for None/NaN (pandas turns a missing trajectory into NaN)."""
+    if v is None:
+        return None
+    v = float(v)
+    return None if math.isnan(v) else v
 
 
 def _is_share(key: str) -> bool:
@@ -155,6 +204,11 @@ def review(con: duckdb.DuckDBPyConnection, month: str) -> dict:
     prev_month = _previous_month(month)
     prev_snaps = snapshots(con, prev_month)
     previous = prev_snaps[0]["indicators"] if prev_snaps else _compute(con, prev_month)
+    previous_source = (
+        f"instantané n° {prev_snaps[0]['snapshot_id']}"
+        if prev_snaps
+        else "données actuelles (pas d'instantané)"
+    )
     last_year = _compute(con, _same_month_last_year(month))
 
     revisions = []
@@ -187,44 +241,57 @@ def review(con: duckdb.DuckDBPyConnection, month: str) -> dict:
             alerts.append({"key": k, "kind": "variation", "against": "même mois n-1", "delta": d_ly})
 
     year = int(month[:4])
+    f_month, _ = _filters(con, month)
     try:
-        table = spaser.spaser_table(con, year)
-        for r in table.to_dict(orient="records"):
-            if r["status"] == "en retard":
-                alerts.append(
-                    {
-                        "key": r["indicator"],
-                        "kind": "trajectoire",
-                        "against": "trajectoire SPASER",
-                        "value": r["actual"],
-                        "trajectory": r["trajectory"],
-                    }
-                )
+        table = spaser.spaser_table(con, year, f_month)
     except Exception as exc:  # the review must not fail because targets are incomplete
         alerts.append({"key": "spaser", "kind": "indisponible", "against": str(exc)})
+        table = None
+    # The month is judged on its year to date (the data at the end of that month), not on
+    # the whole year, whose later months may already be loaded.
+    for r in table.to_dict(orient="records") if table is not None else []:
+        actual = current["ytd"].get(r["indicator"])
+        trajectory, target = _number(r["trajectory"]), _number(r["target"])
+        if not _is_share(r["indicator"]) and trajectory is not None:
+            # a yearly volume (insertion hours): prorated to the months elapsed
+            trajectory = trajectory * f_month.date_to.month / 12
+            if target is not None:
+                target = None if r["target_year"] != year else target * f_month.date_to.month / 12
+        state = spaser.status(actual, trajectory, target)
+        if state == "en retard":
+            alerts.append(
+                {
+                    "key": r["indicator"],
+                    "kind": "trajectoire",
+                    "against": "trajectoire SPASER",
+                    "value": actual,
+                    "trajectory": trajectory,
+                    "target": _number(r["target"]),
+                    "target_year": int(r["target_year"]),
+                }
+            )
 
-    since = snap["last_import_id"] if snap else (prev_snaps[0]["last_import_id"] if prev_snaps else 0)
-    imports = con.execute(
-        "SELECT import_id, kind, file_name, status, rows_loaded, rows_rejected, finished_at "
-        "FROM imports WHERE import_id > $s AND status IN ('ok', 'undone') ORDER BY import_id",
-        {"s": since},
-    ).fetchall()
-    new_unidentified = con.execute(
-        "SELECT count(DISTINCT supplier_key) FROM mandats m WHERE import_id > $s "
-        "AND NOT supplier_identified AND NOT EXISTS (SELECT 1 FROM mandats o "
-        "WHERE o.supplier_key = m.supplier_key AND o.import_id <= $s)",
-        {"s": since},
-    ).fetchone()[0]
+    ref = snap or (snapshots(con)[:1] or [None])[0]
+    since = ref["last_import_id"] if ref else 0
+    since_time = dt.datetime.fromisoformat(ref["created_at"]) if ref and ref["created_at"] else None
+    params = {"s": since, "t": since_time}
+    imports = con.execute(CHANGED_IMPORTS_SQL, params).fetchall()
+    rejected = con.execute(REJECTED_SQL, {"s": since}).fetchall()
+    new_unidentified = con.execute(NEW_UNIDENTIFIED_SQL, {"s": since}).fetchone()[0]
     return {
         "month": month,
-        "snapshot": {k: snap[k] for k in ("snapshot_id", "created_at", "comment", "last_import_id")}
+        "snapshot": {
+            k: snap[k] for k in ("snapshot_id", "created_at", "created_by", "comment", "last_import_id")
+        }
         if snap
         else None,
         "current": current,
+        "previous_source": previous_source,
         "revisions": revisions,
         "comparisons": comparisons,
         "alerts": alerts,
         "data_changes": {
+            "since_snapshot_id": ref["snapshot_id"] if ref else None,
             "since_import_id": since,
             "imports": [
                 {
@@ -235,60 +302,227 @@ def review(con: duckdb.DuckDBPyConnection, month: str) -> dict:
                     "rows_loaded": r[4],
                     "rows_rejected": r[5],
                     "finished_at": r[6].isoformat(timespec="seconds") if r[6] else None,
+                    "undone_at": r[7].isoformat(timespec="seconds") if r[7] else None,
                 }
                 for r in imports
             ],
-            "rows_rejected": sum(r[5] or 0 for r in imports),
+            "rows_rejected": sum(r[5] or 0 for r in imports if r[0] > since),
+            "rejected_by_reason": [{"reason": r[0], "rows": r[1]} for r in rejected],
             "new_unidentified_suppliers": new_unidentified,
         },
         "thresholds": {"share_points": SHARE_THRESHOLD_POINTS, "amount_relative": AMOUNT_THRESHOLD_RELATIVE},
     }
 
 
-def format_review(r: dict) -> str:
-    """A French text version of the review, for the monthly job's log or e-mail."""
+def show_value(key: str, v) -> str:
+    """An indicator value in French format, by the unit of its definition."""
     from analytics import fmt, indicators
 
-    def show(key, v):
-        unit = indicators.DEFINITIONS.get(key, {}).get("unit")
-        if v is None:
-            return "non disponible"
-        if unit == "share":
-            return fmt.fmt_pct(v)
-        if unit == "eur":
-            return fmt.fmt_eur(v)
-        return fmt.fmt_num(v) if hasattr(fmt, "fmt_num") else f"{v:,.1f}".replace(",", " ")
+    return fmt.fmt_value(v, indicators.DEFINITIONS.get(key, {}).get("unit", "count"))
 
-    out = [f"Revue mensuelle des indicateurs — {r['month']}"]
-    s = r["snapshot"]
-    out.append(
-        f"Instantané n° {s['snapshot_id']} du {s['created_at']}"
-        + (f" : {s['comment']}" if s["comment"] else "")
-        if s
-        else "Aucun instantané pour ce mois (valeurs calculées sur les données actuelles)."
+
+def show_delta(key: str, d) -> str:
+    """A move: points for shares, % for amounts and counts; '—' when not comparable."""
+    from analytics import fmt
+
+    if d is None:
+        return "—"
+    return fmt.fmt_points(d) if _is_share(key) else fmt.fmt_pct(d, sign=True)
+
+
+def label(key: str) -> str:
+    from analytics import indicators
+
+    return indicators.DEFINITIONS.get(key, {}).get("label", key)
+
+
+def alert_text(a: dict) -> str:
+    """One French sentence for an alert."""
+    if a["kind"] == "trajectoire":
+        return (
+            f"{label(a['key'])} : {show_value(a['key'], a['value'])} depuis janvier, sous la trajectoire "
+            f"SPASER ({show_value(a['key'], a['trajectory'])} ; cible {show_value(a['key'], a['target'])}"
+            f" en {a['target_year']})."
+        )
+    if a["kind"] == "variation":
+        return f"{label(a['key'])} : {show_delta(a['key'], a['delta'])} par rapport au {a['against']}."
+    return f"{label(a['key'])} : {a['against']}"
+
+
+MONTHS_FR = (
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+)
+
+
+def month_label(month: str) -> str:
+    """'2025-10' -> 'octobre 2025'."""
+    return f"{MONTHS_FR[int(month[5:7]) - 1]} {month[:4]}"
+
+
+def when_text(iso: str | None) -> str:
+    """'2026-11-25T21:10:38' -> '25/11/2026 à 21:10' ('' for None)."""
+    if not iso:
+        return ""
+    return dt.datetime.fromisoformat(iso).strftime("%d/%m/%Y à %H:%M")
+
+
+def snapshot_text(s: dict | None) -> str:
+    """One French line naming a snapshot (or saying there is none)."""
+    if not s:
+        return "Aucun instantané de ce mois : valeurs calculées sur les données actuelles."
+    when = when_text(s.get("created_at"))
+    return (
+        f"Instantané n° {s['snapshot_id']} du {when}"
+        + (f" par {s['created_by']}" if s.get("created_by") else "")
+        + (f" : « {s['comment']} »" if s.get("comment") else "")
     )
+
+
+def months_with_data(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Months ('YYYY-MM') with payments or notified contracts, oldest first."""
+    rows = con.execute(MONTHS_SQL).fetchall()
+    return [r[0] for r in rows]
+
+
+def default_month(con: duckdb.DuckDBPyConnection, today: dt.date | None = None) -> str | None:
+    """The last complete month (ended before today) with data; else the last month with data."""
+    months = months_with_data(con)
+    if not months:
+        return None
+    today = today or dt.date.today()
+    done = [m for m in months if m < f"{today.year:04d}-{today.month:02d}"]
+    return (done or months)[-1]
+
+
+def review_tables(r: dict) -> dict:
+    """The review as tables (one XLSX sheet each), raw numbers."""
+    import pandas as pd
+
+    comp = pd.DataFrame(
+        [
+            {
+                "indicateur": c["key"],
+                "libellé": label(c["key"]),
+                "valeur": c["value"],
+                "mois_précédent": c["previous_month"],
+                "même_mois_n-1": c["same_month_last_year"],
+                "écart_mois_précédent": c["delta_previous"],
+                "écart_n-1": c["delta_last_year"],
+                "écart_en": "points" if _is_share(c["key"]) else "relatif",
+                "cumul_annuel": c["ytd"],
+            }
+            for c in r["comparisons"]
+        ]
+    )
+    alerts = pd.DataFrame(
+        [{"indicateur": a["key"], "type": a["kind"], "alerte": alert_text(a)} for a in r["alerts"]],
+        columns=["indicateur", "type", "alerte"],
+    )
+    revisions = pd.DataFrame(
+        [
+            {
+                "indicateur": v["key"],
+                "libellé": label(v["key"]),
+                "portée": v["scope"],
+                "instantané": v["snapshot"],
+                "actuel": v["now"],
+            }
+            for v in r["revisions"]
+        ],
+        columns=["indicateur", "libellé", "portée", "instantané", "actuel"],
+    )
+    dc = r["data_changes"]
+    imports = pd.DataFrame(
+        dc["imports"],
+        columns=[
+            "import_id",
+            "kind",
+            "file",
+            "status",
+            "rows_loaded",
+            "rows_rejected",
+            "finished_at",
+            "undone_at",
+        ],
+    )
+    s = r["snapshot"] or {}
+    info = pd.DataFrame(
+        {
+            "champ": [
+                "mois",
+                "instantané",
+                "pris le",
+                "par",
+                "commentaire",
+                "dernier import pris en compte",
+                "nouveaux fournisseurs non identifiés",
+                "lignes rejetées depuis",
+            ],
+            "valeur": [
+                r["month"],
+                s.get("snapshot_id"),
+                s.get("created_at"),
+                s.get("created_by"),
+                s.get("comment"),
+                s.get("last_import_id"),
+                dc["new_unidentified_suppliers"],
+                dc["rows_rejected"],
+            ],
+        }
+    )
+    return {
+        "Revue": info,
+        "Comparaisons": comp,
+        "Alertes": alerts,
+        "Révisions": revisions,
+        "Imports": imports,
+    }
+
+
+def format_review(r: dict) -> str:
+    """A French text version of the review, for the monthly job's log or e-mail."""
+    out = [f"Revue mensuelle des indicateurs — {month_label(r['month'])}", snapshot_text(r["snapshot"])]
     out.append("")
     for c in r["comparisons"]:
-        label = indicators.DEFINITIONS.get(c["key"], {}).get("label", c["key"])
+        k = c["key"]
         out.append(
-            f"- {label} : {show(c['key'], c['value'])} (mois précédent {show(c['key'], c['previous_month'])},"
-            f" même mois n-1 {show(c['key'], c['same_month_last_year'])})"
+            f"- {label(k)} : {show_value(k, c['value'])} (mois précédent {show_value(k, c['previous_month'])},"
+            f" même mois n-1 {show_value(k, c['same_month_last_year'])})"
         )
     if r["alerts"]:
         out += ["", "À regarder :"]
-        for a in r["alerts"]:
-            label = indicators.DEFINITIONS.get(a["key"], {}).get("label", a["key"])
-            out.append(f"- {label} : {a['kind']} ({a['against']})")
+        out += [f"- {alert_text(a)}" for a in r["alerts"]]
     if r["revisions"]:
         out += [
             "",
             f"Révisions depuis l'instantané : {len(r['revisions'])} valeur(s) changée(s) par des imports ultérieurs.",
         ]
+        for v in r["revisions"]:
+            scope = "mois" if v["scope"] == "month" else "cumul annuel"
+            out.append(
+                f"- {label(v['key'])} ({scope}) : {show_value(v['key'], v['snapshot'])} → {show_value(v['key'], v['now'])}"
+            )
     dc = r["data_changes"]
     out += [
         "",
-        f"Données depuis l'import n° {dc['since_import_id']} : {len(dc['imports'])} import(s), "
+        f"Données depuis l'import n° {dc['since_import_id']} : {len(dc['imports'])} import(s) ou annulation(s), "
         f"{dc['rows_rejected']} ligne(s) rejetée(s), {dc['new_unidentified_suppliers']} nouveau(x) "
         "fournisseur(s) non identifié(s).",
     ]
+    for i in dc["imports"]:
+        what = "annulé" if i["status"] == "undone" else "importé"
+        out.append(
+            f"- import n° {i['import_id']} ({i['kind']}, {i['file']}) {what} : {i['rows_loaded']} ligne(s)"
+        )
     return "\n".join(out)

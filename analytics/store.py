@@ -404,11 +404,12 @@ def last_import(con: duckdb.DuckDBPyConnection) -> dict | None:
 
 
 def data_version(con: duckdb.DuckDBPyConnection) -> str:
-    """A key that changes whenever data or settings change (for caches)."""
+    """A key that changes whenever data, settings, targets or snapshots change (for caches)."""
     row = con.execute(
         "SELECT coalesce(max(import_id), 0), count(*) FILTER (WHERE status = 'undone'),"
         " (SELECT coalesce(max(updated_at)::VARCHAR, '') FROM settings),"
-        " (SELECT coalesce(max(updated_at)::VARCHAR, '') FROM spaser_targets)"
+        " (SELECT coalesce(max(updated_at)::VARCHAR, '') || count(*) FROM spaser_targets),"
+        " (SELECT coalesce(max(snapshot_id), 0) FROM snapshots)"
         " FROM imports"
     ).fetchone()
     return "|".join(str(x) for x in row)

@@ -73,7 +73,7 @@ MONTHS_SQL = """
 NEW_UNIDENTIFIED_SQL = """
     SELECT count(DISTINCT supplier_key) FROM mandats m
     WHERE import_id > $s AND NOT supplier_identified
-      AND NOT EXISTS (SELECT 1 FROM mandats o WHERE o.supplier_key = m.supplier_key AND o.import_id <= $s)
+      AND supplier_key NOT IN (SELECT supplier_key FROM mandats WHERE import_id <= $s)
 """
 
 

@@ -14,9 +14,11 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import unicodedata
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +29,13 @@ from analytics import store
 MAX_UPLOAD_BYTES = int(os.environ.get("EMPREINTE_MAX_UPLOAD_MB", "2048")) * 1024 * 1024
 MAX_XLSX_UNCOMPRESSED = 1024 * 1024 * 1024  # zip-bomb guard for XLSX
 MAX_REJECTS_STORED = 100_000
+
+
+def _latin1_fallback(err: UnicodeDecodeError):
+    return err.object[err.start : err.end].decode("latin-1"), err.end
+
+
+codecs.register_error("latin1_fallback", _latin1_fallback)
 
 
 class ImportRefused(Exception):
@@ -97,7 +106,10 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_size(path: Path, max_bytes: int = MAX_UPLOAD_BYTES) -> int:
+def check_size(path: Path, max_bytes: int | None = None) -> int:
+    """Refuse an empty file or one above the upload cap (read at call time)."""
+    if max_bytes is None:
+        max_bytes = MAX_UPLOAD_BYTES
     size = path.stat().st_size
     if size == 0:
         raise ImportRefused("Le fichier est vide.")
@@ -106,6 +118,29 @@ def check_size(path: Path, max_bytes: int = MAX_UPLOAD_BYTES) -> int:
             f"Le fichier dépasse la taille maximale autorisée ({max_bytes // (1024 * 1024)} Mo)."
         )
     return size
+
+
+# DuckDB expands these in every path it reads: read_csv('m*.csv') reads all matching files.
+_GLOB_CHARS = re.compile(r"[*?\[\]{}]")
+
+
+@contextmanager
+def readable_path(path: Path):
+    """The path to hand to the loaders: ``path`` itself, or, when it holds a glob character,
+    a link (else a copy) under a plain name in a temporary folder, removed afterwards."""
+    if not _GLOB_CHARS.search(str(path)):
+        yield path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="empreinte_src_"))
+    try:
+        alias = folder / (_GLOB_CHARS.sub("_", path.name) or "source")
+        try:
+            alias.symlink_to(path.resolve())
+        except OSError:
+            shutil.copyfile(path, alias)
+        yield alias
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def sniff_kind(head: bytes) -> str:
@@ -181,7 +216,9 @@ def transcode_to_utf8(path: Path, encoding: str, workdir: Path | None = None) ->
     if encoding == "utf-8":
         return path
     out = Path(tempfile.mkstemp(suffix=".csv", dir=workdir)[1])
-    dec = codecs.getincrementaldecoder(encoding)(errors="strict")
+    # Windows-1252 leaves five bytes undefined; exports carry them as Latin-1 controls.
+    errors = "latin1_fallback" if encoding == "cp1252" else "strict"
+    dec = codecs.getincrementaldecoder(encoding)(errors=errors)
     with open(path, "rb") as src, open(out, "wb") as dst:
         for chunk in iter(lambda: src.read(1 << 23), b""):
             dst.write(dec.decode(chunk).encode("utf-8"))
@@ -197,15 +234,20 @@ def check_xlsx(path: Path) -> None:
         with zipfile.ZipFile(path) as z:
             total = sum(i.file_size for i in z.infolist())
             names = set(z.namelist())
+            # The declared sizes are checked before anything is inflated: testzip() would
+            # otherwise decompress a bomb in full before its size is looked at.
+            if total > MAX_XLSX_UNCOMPRESSED:
+                raise ImportRefused(
+                    f"Le classeur Excel décompressé dépasserait {MAX_XLSX_UNCOMPRESSED // (1024 * 1024)} Mo :"
+                    " refusé par précaution."
+                )
+            if "xl/workbook.xml" not in names:
+                raise ImportRefused("Le fichier ZIP n'est pas un classeur Excel (.xlsx).")
             bad = z.testzip()
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError):
         raise ImportRefused("Le classeur Excel est illisible ou tronqué.") from None
     if bad is not None:
         raise ImportRefused(f"Le classeur Excel est corrompu (élément illisible : {bad}).")
-    if "xl/workbook.xml" not in names:
-        raise ImportRefused("Le fichier ZIP n'est pas un classeur Excel (.xlsx).")
-    if total > MAX_XLSX_UNCOMPRESSED:
-        raise ImportRefused("Le classeur Excel décompressé dépasse 1 Go : refusé par précaution.")
 
 
 # --- header matching -----------------------------------------------------------------
@@ -230,16 +272,27 @@ def load_mapping(path: str | os.PathLike | None) -> dict[str, str] | None:
     if not path:
         return None
     p = Path(path)
-    text = p.read_text(encoding="utf-8")
-    if p.suffix.lower() == ".toml":
-        import tomllib
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ImportRefused(f"Fichier de correspondance introuvable : {p}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImportRefused(f"Fichier de correspondance illisible ({p}) : {exc}") from None
+    try:
+        if p.suffix.lower() == ".toml":
+            import tomllib
 
-        data = tomllib.loads(text)
-    else:
-        data = json.loads(text)
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError
+        raise ImportRefused(
+            f"Fichier de correspondance invalide ({p.name}) : JSON ou TOML attendu ({exc})."
+        ) from None
+    if isinstance(data, dict):
+        data = data.get("mapping", data)
     if not isinstance(data, dict):
         raise ImportRefused("Le fichier de correspondance doit être un objet en-tête → champ.")
-    data = data.get("mapping", data)
     return {str(k): str(v) for k, v in data.items()}
 
 
@@ -289,14 +342,14 @@ def run_import(
             f"Ce fichier a déjà été importé (import n° {prev[0]} du {when}) : rien n'a été ajouté."
         )
     started = dt.datetime.now()
-    with store.transaction(con):
+    with readable_path(path) as source, store.transaction(con):
         import_id = con.execute("SELECT nextval('import_id_seq')").fetchone()[0]
         con.execute(
             "INSERT INTO imports (import_id, kind, file_name, sha256, size_bytes, started_at,"
             " who, status) VALUES ($i, $k, $f, $s, $b, $t, $w, 'running')",
             {"i": import_id, "k": kind, "f": name, "s": sha, "b": size, "t": started, "w": options.who},
         )
-        counts = load(con, import_id, path, options)
+        counts = load(con, import_id, source, options)
         if options.strict and counts.rows_rejected:
             first = con.execute(
                 "SELECT line_number, column_name, raw_value, reason FROM rejected_rows "

@@ -67,6 +67,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from analytics import ids
 from analytics.ids import clean_siret
 from analytics.ingest.common import (
     MAX_REJECTS_STORED,
@@ -1250,30 +1251,9 @@ def _map_lists(con, fields: list[str]) -> dict[str, int]:
     return unknown_total
 
 
-def _sql_luhn(s: str, n: int) -> str:
-    """Luhn checksum of the n-digit string s is valid (SQL, written out: no lambda)."""
-    terms = []
-    for p in range(1, n + 1):
-        d = f"(ascii(substr({s}, {p}, 1)) - 48)"
-        terms.append(f"(2 * {d} - 9 * CAST({d} > 4 AS INTEGER))" if (n - p) % 2 == 1 else d)
-    return f"({' + '.join(terms)}) % 10 = 0"
-
-
 def sql_clean_siret_table(values_sql: str) -> str:
-    """SELECT raw, siret over the distinct non-null values of values_sql: the SQL twin of
-    analytics.ids.clean_siret (13 digits padded, Luhn on SIRET and SIREN, La Poste's
-    sum-of-digits rule), kept in step with it by the tests."""
-    digit_sum = "(" + " + ".join(f"(ascii(substr(s, {p}, 1)) - 48)" for p in range(1, 15)) + ")"
-    return f"""
-        WITH d AS (SELECT DISTINCT v AS raw FROM ({values_sql}) t(v) WHERE v IS NOT NULL),
-        c AS (SELECT raw, regexp_replace(trim(raw), '[\\s\\x{{00a0}}\\x{{202f}}.\\-]', '', 'g') AS s0 FROM d),
-        e AS (SELECT raw, CASE WHEN regexp_full_match(s0, '\\d{{13}}') THEN '0' || s0 ELSE s0 END AS s FROM c)
-        SELECT raw, s AS siret FROM e
-        WHERE regexp_full_match(s, '\\d{{14}}')
-          AND CASE WHEN starts_with(s, '356000000') AND s <> '35600000000048'
-                   THEN {digit_sum} % 5 = 0 ELSE {_sql_luhn("s", 14)} END
-          AND {_sql_luhn("left(s, 9)", 9)}
-    """
+    """SELECT raw, siret over the distinct non-null values of values_sql (see analytics.ids)."""
+    return f"SELECT raw, siret FROM ({ids.clean_siret_table_sql(values_sql)}) WHERE siret IS NOT NULL"
 
 
 def _map_sirets(con, sources: list[str]) -> None:

@@ -998,13 +998,17 @@ def _lookup_tables(con: duckdb.DuckDBPyConnection) -> None:
         sql = f"SELECT DISTINCT {column} FROM _m_parsed WHERE {column} IS NOT NULL"
         return [r[0] for r in con.execute(sql).fetchall()]
 
-    siret_rows = []
-    for raw in distinct("r_supplier_siret"):
-        siret = ids.clean_siret(raw)
-        siret_rows.append((raw, siret, siret[:9] if siret else ids.clean_siren(raw)))
-    _register(con, "_m_sirets", ("raw", "siret", "siren"), siret_rows)
-    sirens = [(raw, ids.clean_siren(raw)) for raw in distinct("r_supplier_siren")]
-    _register(con, "_m_sirens", ("raw", "siren"), sirens)
+    # SIRET / SIREN checked in SQL (ids.clean_siret_table_sql, the tested twin of stdnum):
+    # 100k distinct values in Python cost seconds, in SQL a few hundred milliseconds.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _m_sirets AS "
+        + ids.clean_siret_table_sql("SELECT r_supplier_siret FROM _m_parsed")
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _m_sirens AS SELECT raw, siren FROM ("
+        + ids.clean_siret_table_sql("SELECT r_supplier_siren FROM _m_parsed")
+        + ")"
+    )
     buyers = [(b, ids.clean_siret(b) or ids.digits(b) or b) for b in distinct("r_buyer_siret")]
     _register(con, "_m_buyers", ("raw", "siret"), buyers)
     names = con.execute(

@@ -305,6 +305,7 @@ RAW_FIELDS = (
 )
 TEMP_OBJECTS = (
     "_m_parsed",
+    "_m_keyed",
     "_m_raw",
     "_m_sirets",
     "_m_sirens",
@@ -1191,7 +1192,9 @@ def _load_source(
     progress("Contrôle des SIRET", 0.6)
     _lookup_tables(con)
     progress("Enregistrement des lignes", 0.7)
-    keyed = _keyed_sql(src, line_expr, lines_join)
+    # parsed once: the repeated-key check and the INSERT read the same rows
+    con.execute("CREATE OR REPLACE TEMP TABLE _m_keyed AS " + _keyed_sql(src, line_expr, lines_join))
+    keyed = "SELECT * FROM _m_keyed"
     dups_sql, occ_sql = _occurrence_sql(keyed)
     con.execute(dups_sql)
     if con.execute("SELECT count(*) FROM _m_dups").fetchall()[0][0]:

@@ -1,0 +1,163 @@
+"""What the sidebar filters can offer: the years, services, buyers, purchase categories
+present in the database. Small queries, read by the dashboard frame."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+# M57/M14 chapters of the accounting nature (first two digits), to label the filter.
+NATURE_CHAPTERS = {
+    "20": "Immobilisations incorporelles",
+    "21": "Immobilisations corporelles",
+    "23": "Immobilisations en cours",
+    "60": "Achats et variation des stocks",
+    "61": "Services extérieurs",
+    "62": "Autres services extérieurs",
+    "63": "Impôts et taxes",
+    "64": "Charges de personnel",
+    "65": "Autres charges de gestion courante",
+    "67": "Charges exceptionnelles",
+}
+
+YEARS = """
+SELECT DISTINCT y FROM (
+    SELECT year(spend_date) AS y FROM mandats
+    UNION ALL
+    SELECT year(date_notification) FROM contracts_current WHERE date_notification IS NOT NULL
+) WHERE y IS NOT NULL ORDER BY y
+"""
+
+MONTHS = """
+SELECT min(d), max(d) FROM (
+    SELECT spend_date AS d FROM mandats
+    UNION ALL
+    SELECT date_notification FROM contracts_current
+)
+"""
+
+SERVICES = """
+SELECT service, sum(amount)::DOUBLE AS amount FROM mandats
+WHERE service IS NOT NULL AND trim(service) <> ''
+GROUP BY service ORDER BY amount DESC LIMIT 200
+"""
+
+BUYERS = """
+SELECT buyer_siret, mode(buyer_name) AS name, count(*) AS n FROM (
+    SELECT buyer_siret, buyer_name FROM mandats WHERE buyer_siret IS NOT NULL
+    UNION ALL
+    SELECT buyer_siret, buyer_name FROM contracts_current WHERE buyer_siret IS NOT NULL
+) GROUP BY buyer_siret ORDER BY n DESC LIMIT 100
+"""
+
+CPV_DIVISIONS = """
+SELECT c.cpv_division AS division, any_value(d.libelle_fr) AS label, count(*) AS n
+FROM contracts_current c LEFT JOIN ref_cpv_divisions d ON d.division = c.cpv_division
+WHERE c.cpv_division IS NOT NULL GROUP BY c.cpv_division ORDER BY c.cpv_division
+"""
+
+CPV_DIVISIONS_NO_REF = """
+SELECT cpv_division AS division, NULL AS label, count(*) AS n FROM contracts_current
+WHERE cpv_division IS NOT NULL GROUP BY cpv_division ORDER BY cpv_division
+"""
+
+NATURES = """
+SELECT left(nature, 3) AS prefix, sum(amount)::DOUBLE AS amount FROM mandats
+WHERE nature IS NOT NULL AND length(nature) >= 3
+GROUP BY prefix ORDER BY prefix
+"""
+
+
+def facets(con: duckdb.DuckDBPyConnection) -> dict:
+    """years (list of int), first/last (dates), services, buyers [(siret, name)],
+    cpv_divisions [(code, label)], natures [(prefix, label)]."""
+    years = [r[0] for r in con.execute(YEARS).fetchall()]
+    first, last = con.execute(MONTHS).fetchone()
+    services = [r[0] for r in con.execute(SERVICES).fetchall()]
+    buyers = [(r[0], r[1]) for r in con.execute(BUYERS).fetchall()]
+    try:
+        cpv = con.execute(CPV_DIVISIONS).fetchall()
+    except duckdb.CatalogException:  # reference data not built
+        cpv = con.execute(CPV_DIVISIONS_NO_REF).fetchall()
+    natures = [(r[0], NATURE_CHAPTERS.get(r[0][:2], "")) for r in con.execute(NATURES).fetchall()]
+    return {
+        "years": years,
+        "first": first,
+        "last": last,
+        "services": services,
+        "buyers": buyers,
+        "cpv_divisions": [(r[0], r[1] or "") for r in cpv],
+        "natures": natures,
+    }
+
+
+def territory_choices(con: duckdb.DuckDBPyConnection, kind: str) -> list[tuple[str, str]]:
+    """(code, label) of the départements, régions or EPCI, for the territory selector."""
+    sql = {
+        "dep": "SELECT code, code || ' ' || nom FROM ref_departements ORDER BY code",
+        "reg": "SELECT code, nom FROM ref_regions ORDER BY nom",
+        "epci": "SELECT siren_epci, nom FROM ref_epci ORDER BY nom",
+    }.get(kind)
+    if sql is None:
+        return []
+    try:
+        return [(str(a), str(b)) for a, b in con.execute(sql).fetchall()]
+    except duckdb.CatalogException:
+        return []
+
+
+TERRITORY_COLUMN = {
+    "dep": "c.code_departement",
+    "reg": "c.code_region",
+    "epci": "c.epci_siren",
+    "com": "s.commune_code",
+}
+
+STRUCTURES_SQL = """
+WITH lists AS (
+    SELECT siret, name, kind, naf, code_commune AS commune_code, city, longitude AS lon, latitude AS lat,
+           'Référentiel SIAE' AS source, 1 AS pri
+    FROM ref_siae
+    UNION ALL
+    SELECT siret, name, kind, naf, commune_code, city, longitude, latitude,
+           coalesce(source, 'liste importée'), 0
+    FROM structures
+    UNION ALL
+    SELECT e.siret, coalesce(u.denomination, e.enseigne), 'ESS', coalesce(e.naf, u.naf), e.commune_code,
+           e.commune_name, NULL, NULL, 'SIRENE (ESS)', 2
+    FROM sirene_etablissements_current e JOIN sirene_unites_current u USING (siren)
+    WHERE u.ess = 'O' AND coalesce(e.etat, 'A') = 'A'
+),
+s AS (
+    SELECT * FROM lists QUALIFY row_number() OVER (PARTITION BY siret ORDER BY pri) = 1
+),
+paid AS (
+    SELECT supplier_key, sum(amount)::DOUBLE AS paid FROM mandats GROUP BY 1
+),
+div AS (
+    SELECT division, any_value(division_label) AS label FROM ref_naf GROUP BY division
+)
+SELECT s.siret, s.name, s.kind,
+       CASE WHEN s.kind IN ('EA', 'EATT', 'ESAT') THEN 'handicap'
+            WHEN s.kind = 'ESS' THEN 'ESS' ELSE 'insertion' END AS family,
+       s.naf, left(replace(s.naf, '.', ''), 2) AS naf_division, div.label AS naf_division_label, s.commune_code,
+       coalesce(c.nom, s.city) AS commune, c.code_departement AS departement_code,
+       coalesce(s.lon, c.centroid_lon) AS lon, coalesce(s.lat, c.centroid_lat) AS lat,
+       s.source, coalesce(p.paid, 0) AS paid_all_time
+FROM s
+LEFT JOIN ref_communes c ON c.code_commune = s.commune_code
+LEFT JOIN paid p ON p.supplier_key = s.siret
+LEFT JOIN div ON div.division = left(replace(s.naf, '.', ''), 2)
+WHERE list_contains($codes, {column})
+ORDER BY CASE family WHEN 'insertion' THEN 0 WHEN 'handicap' THEN 1 ELSE 2 END, s.name
+"""
+
+
+def structures_in_territory(con: duckdb.DuckDBPyConnection, territory) -> pd.DataFrame:
+    """Inclusive structures (shipped SIAE list and imported lists) and ESS establishments
+    (SIRENE extract) located in the territory: siret, name, kind, family, naf,
+    naf_division, naf_division_label, commune_code, commune, departement_code, lon, lat, source, paid_all_time."""
+    if territory is None:
+        return pd.DataFrame()
+    column = TERRITORY_COLUMN[territory.kind]
+    return con.execute(STRUCTURES_SQL.format(column=column), {"codes": list(territory.codes)}).df()

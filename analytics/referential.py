@@ -91,10 +91,31 @@ SIZE_SOURCE_LABELS = {
 }
 
 CLASS_COLUMNS = (
-    "supplier_key", "siret", "siren", "name", "identified", "commune_code", "epci_siren",
-    "departement_code", "region_code", "location_source", "lon", "lat", "ess", "ess_reason",
-    "inclusive_kind", "inclusive_family", "size_class", "size_source", "categorie_juridique",
-    "naf", "naf_section", "naf_division", "naf_label", "societe_mission", "classified_at",
+    "supplier_key",
+    "siret",
+    "siren",
+    "name",
+    "identified",
+    "commune_code",
+    "epci_siren",
+    "departement_code",
+    "region_code",
+    "location_source",
+    "lon",
+    "lat",
+    "ess",
+    "ess_reason",
+    "inclusive_kind",
+    "inclusive_family",
+    "size_class",
+    "size_source",
+    "categorie_juridique",
+    "naf",
+    "naf_section",
+    "naf_division",
+    "naf_label",
+    "societe_mission",
+    "classified_at",
 )
 
 # Columns of the reference views used here: an empty view stands in for a missing file
@@ -102,24 +123,57 @@ CLASS_COLUMNS = (
 _V, _I, _D, _B = "VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN"
 _REF_FALLBACK: dict[str, tuple[tuple[str, str], ...]] = {
     "ref_communes": (
-        ("code_commune", _V), ("nom", _V), ("type", _V), ("code_departement", _V),
-        ("code_region", _V), ("siren_commune", _V), ("codes_postaux", _V), ("population", _I),
-        ("zone", _V), ("epci_siren", _V), ("epci_nom", _V), ("current_code", _V),
-        ("merged", _B), ("centroid_lon", _D), ("centroid_lat", _D),
+        ("code_commune", _V),
+        ("nom", _V),
+        ("type", _V),
+        ("code_departement", _V),
+        ("code_region", _V),
+        ("siren_commune", _V),
+        ("codes_postaux", _V),
+        ("population", _I),
+        ("zone", _V),
+        ("epci_siren", _V),
+        ("epci_nom", _V),
+        ("current_code", _V),
+        ("merged", _B),
+        ("centroid_lon", _D),
+        ("centroid_lat", _D),
     ),
     "ref_postcodes": (("postcode", _V), ("code_commune", _V), ("population", _I)),
     "ref_epci": (("siren_epci", _V), ("nom", _V), ("type_epci", _V), ("population", _I)),
-    "ref_departements": (("code", _V), ("nom", _V), ("code_region", _V), ("chef_lieu", _V),
-                         ("zone", _V)),
+    "ref_departements": (("code", _V), ("nom", _V), ("code_region", _V), ("chef_lieu", _V), ("zone", _V)),
     "ref_regions": (("code", _V), ("nom", _V), ("chef_lieu", _V), ("zone", _V)),
-    "ref_naf": (("naf", _V), ("naf_nodot", _V), ("naf_label", _V), ("division", _V),
-                ("division_label", _V), ("section", _V), ("section_label", _V)),
-    "ref_naf2025": (("niv5", _V), ("niv5_nodot", _V), ("niv5_libelle", _V), ("niv2", _V),
-                    ("niv1", _V), ("niv1_libelle", _V)),
+    "ref_naf": (
+        ("naf", _V),
+        ("naf_nodot", _V),
+        ("naf_label", _V),
+        ("division", _V),
+        ("division_label", _V),
+        ("section", _V),
+        ("section_label", _V),
+    ),
+    "ref_naf2025": (
+        ("niv5", _V),
+        ("niv5_nodot", _V),
+        ("niv5_libelle", _V),
+        ("niv2", _V),
+        ("niv1", _V),
+        ("niv1_libelle", _V),
+    ),
     "ref_categories_juridiques": (("code", _V), ("libelle", _V), ("ess_family", _V)),
-    "ref_siae": (("siret", _V), ("name", _V), ("kind", _V), ("legal_form", _V), ("naf", _V),
-                 ("post_code", _V), ("city", _V), ("departement", _V), ("longitude", _D),
-                 ("latitude", _D), ("code_commune", _V)),
+    "ref_siae": (
+        ("siret", _V),
+        ("name", _V),
+        ("kind", _V),
+        ("legal_form", _V),
+        ("naf", _V),
+        ("post_code", _V),
+        ("city", _V),
+        ("departement", _V),
+        ("longitude", _D),
+        ("latitude", _D),
+        ("code_commune", _V),
+    ),
     "ref_cpv_divisions": (("division", _V), ("libelle_fr", _V), ("label_en", _V)),
 }
 
@@ -140,18 +194,23 @@ def _ensure_ref_views(con: duckdb.DuckDBPyConnection) -> None:
 
 # --- the classification SQL (built once, parametrised by its source of keys) ------------
 
+
 def norm_name_sql(x: str) -> str:
     """SQL twin of ``ingest.common.norm_name`` (NFKD + ASCII, upper case, legal-form words
     dropped); equal on real names (tested), except rare compatibility characters."""
     s = f"coalesce({x}, '')"
-    s = (f"regexp_replace({s}, '[\\x{{00A0}}\\x{{2000}}-\\x{{200A}}\\x{{202F}}\\x{{205F}}\\x{{3000}}]',"
-         " ' ', 'g')")
+    s = (
+        f"regexp_replace({s}, '[\\x{{00A0}}\\x{{2000}}-\\x{{200A}}\\x{{202F}}\\x{{205F}}\\x{{3000}}]',"
+        " ' ', 'g')"
+    )
     s = f"replace(replace(replace({s}, 'ﬁ', 'fi'), 'ﬂ', 'fl'), 'ﬀ', 'ff')"
     s = f"translate({s}, '¹²³ºª', '123oa')"
     s = f"upper(regexp_replace(strip_accents({s}), '[^\\x01-\\x7F]', '', 'g'))"
     s = f"trim(regexp_replace({s}, '[^A-Z0-9]+', ' ', 'g'))"
-    s = (f"regexp_replace({s}, '\\b(SARL|SAS|SASU|SA|EURL|SCI|SNC|STE|SOCIETE|ETS|ETABLISSEMENTS)\\b',"
-         " '', 'g')")
+    s = (
+        f"regexp_replace({s}, '\\b(SARL|SAS|SASU|SA|EURL|SCI|SNC|STE|SOCIETE|ETS|ETABLISSEMENTS)\\b',"
+        " '', 'g')"
+    )
     return f"trim(regexp_replace({s}, '\\s+', ' ', 'g'))"
 
 
@@ -160,7 +219,7 @@ def norm_name_sql(x: str) -> str:
 # contract holders to supplier_class with this very expression.
 HOLDER_KEY_SQL = f"""CASE
     WHEN regexp_full_match(h.holder_siret, '[0-9]{{14}}') THEN h.holder_siret
-    WHEN {norm_name_sql('h.holder_name')} <> '' THEN 'NOM:' || {norm_name_sql('h.holder_name')}
+    WHEN {norm_name_sql("h.holder_name")} <> '' THEN 'NOM:' || {norm_name_sql("h.holder_name")}
     ELSE 'INCONNU' END"""
 
 _DATA_KEYS = f"""
@@ -174,19 +233,25 @@ _DATA_KEYS = f"""
 def _naf_norm(expr: str) -> str:
     """'6201Z' / '62.01Z' / ' 62.01z' -> '62.01Z' (other codes kept as given, upper case)."""
     x = f"upper(replace(trim({expr}), ' ', ''))"
-    return (f"CASE WHEN regexp_full_match({x}, '[0-9]{{4}}[A-Z]') "
-            f"THEN substr({x}, 1, 2) || '.' || substr({x}, 3) ELSE nullif({x}, '') END")
+    return (
+        f"CASE WHEN regexp_full_match({x}, '[0-9]{{4}}[A-Z]') "
+        f"THEN substr({x}, 1, 2) || '.' || substr({x}, 3) ELSE nullif({x}, '') END"
+    )
 
 
 def _commune_norm(expr: str) -> str:
     """A commune code as 5 characters (a spreadsheet drops the leading zero)."""
-    return (f"CASE WHEN regexp_full_match(trim({expr}), '[0-9]{{4}}') THEN '0' || trim({expr}) "
-            f"ELSE nullif(upper(trim({expr})), '') END")
+    return (
+        f"CASE WHEN regexp_full_match(trim({expr}), '[0-9]{{4}}') THEN '0' || trim({expr}) "
+        f"ELSE nullif(upper(trim({expr})), '') END"
+    )
 
 
 def _dep_norm(expr: str) -> str:
-    return (f"CASE WHEN regexp_full_match(trim({expr}), '[0-9]') THEN '0' || trim({expr}) "
-            f"ELSE nullif(upper(trim({expr})), '') END")
+    return (
+        f"CASE WHEN regexp_full_match(trim({expr}), '[0-9]') THEN '0' || trim({expr}) "
+        f"ELSE nullif(upper(trim({expr})), '') END"
+    )
 
 
 def _postcode_norm(expr: str) -> str:
@@ -429,8 +494,10 @@ def _class_sql(keys_sql: str) -> str:
     """The classification query for the keys produced by ``keys_sql`` (columns
     supplier_key, name, postcode). Every piece of text is ours, never user input."""
     lf = "upper(strip_accents(coalesce(siae.legal_form, '')))"
-    lf_ess = (f"regexp_matches({lf}, "
-              "'(^|[^A-Z])(ASSOCIATION|ASSOC|FONDATION|MUTUELLE|COOPERATIVE|SCOP|SCIC)([^A-Z]|$)')")
+    lf_ess = (
+        f"regexp_matches({lf}, "
+        "'(^|[^A-Z])(ASSOCIATION|ASSOC|FONDATION|MUTUELLE|COOPERATIVE|SCOP|SCIC)([^A-Z]|$)')"
+    )
     return _CLASS_SQL.format(
         keys=keys_sql,
         cp_src=_postcode_norm("postcode"),
@@ -460,17 +527,33 @@ def _prepare(con: duckdb.DuckDBPyConnection) -> None:
     _ensure_ref_views(con)
 
 
-def reclassify(con: duckdb.DuckDBPyConnection) -> int:
+def reclassify(con: duckdb.DuckDBPyConnection, import_id: int | None = None) -> int:
     """Rebuild supplier_class for every supplier seen in mandats or contract holders.
 
+    With ``import_id`` (a mandats or contracts import, which changes no referential),
+    only the suppliers that import touches are classified again, from all their rows:
+    the result is the same as a full rebuild, at the cost of the new lines only.
     No BEGIN/COMMIT here: callers (run_import, undo) hold the transaction.
-    Returns the number of suppliers classified.
+    Returns the number of suppliers (re)classified.
     """
     _prepare(con)
-    con.execute("DELETE FROM supplier_class")
     cols = ", ".join(CLASS_COLUMNS)
-    con.execute(f"INSERT INTO supplier_class ({cols}) SELECT {cols} FROM ({_class_sql(_DATA_KEYS)})")
-    return con.execute("SELECT count(*) FROM supplier_class").fetchone()[0]
+    if import_id is None:
+        con.execute("DELETE FROM supplier_class")
+        con.execute(f"INSERT INTO supplier_class ({cols}) SELECT {cols} FROM ({_class_sql(_DATA_KEYS)})")
+        return con.execute("SELECT count(*) FROM supplier_class").fetchone()[0]
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _touched_keys AS
+            SELECT DISTINCT supplier_key FROM mandats WHERE import_id = $i
+            UNION SELECT DISTINCT {HOLDER_KEY_SQL} FROM contract_holders h WHERE h.import_id = $i""",
+        {"i": import_id},
+    )
+    con.execute("DELETE FROM supplier_class WHERE supplier_key IN (SELECT supplier_key FROM _touched_keys)")
+    keys_sql = f"SELECT * FROM ({_DATA_KEYS}) WHERE supplier_key IN (SELECT supplier_key FROM _touched_keys)"
+    con.execute(f"INSERT INTO supplier_class ({cols}) SELECT {cols} FROM ({_class_sql(keys_sql)})")
+    n = con.execute("SELECT count(*) FROM _touched_keys").fetchone()[0]
+    con.execute("DROP TABLE _touched_keys")
+    return n
 
 
 def classify_keys(con: duckdb.DuckDBPyConnection, keys: list[str]) -> list[dict]:
@@ -542,8 +625,14 @@ def supplier_info(con: duckdb.DuckDBPyConnection, siret: str) -> dict | None:
                   (SELECT nom FROM ref_regions WHERE code = $r),
                   (SELECT libelle FROM ref_categories_juridiques WHERE code = $j),
                   EXISTS (SELECT 1 FROM supplier_class WHERE supplier_key = $k)""",
-        {"c": row["commune_code"], "e": row["epci_siren"], "d": row["departement_code"],
-         "r": row["region_code"], "j": row["categorie_juridique"], "k": key},
+        {
+            "c": row["commune_code"],
+            "e": row["epci_siren"],
+            "d": row["departement_code"],
+            "r": row["region_code"],
+            "j": row["categorie_juridique"],
+            "k": key,
+        },
     ).fetchone()
     row.pop("classified_at", None)
     out = {
@@ -616,9 +705,7 @@ def _put_setting(con, key: str, value, who: str | None) -> None:
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def territory_predicate(
-    t: Territory, alias: str = "s", param: str = "territory_codes"
-) -> tuple[str, dict]:
+def territory_predicate(t: Territory, alias: str = "s", param: str = "territory_codes") -> tuple[str, dict]:
     """SQL testing a supplier_class row (alias) against a territory, and its parameters.
 
     Only whitelisted names enter the text: the column from ``Territory.column`` and an
@@ -646,9 +733,7 @@ def territory_label(con: duckdb.DuckDBPyConnection, t: Territory | None) -> str:
             row = con.execute("SELECT nom FROM ref_epci WHERE siren_epci = $c", {"c": code}).fetchone()
             parts.append(row[0] if row else f"EPCI {code}")
         else:
-            row = con.execute(
-                "SELECT nom FROM ref_communes WHERE code_commune = $c", {"c": code}
-            ).fetchone()
+            row = con.execute("SELECT nom FROM ref_communes WHERE code_commune = $c", {"c": code}).fetchone()
             parts.append(f"{row[0]} ({code})" if row else f"commune {code}")
     return ", ".join(parts)
 
@@ -671,9 +756,7 @@ def _check_territory(con, t: Territory) -> None:
     }
     unknown = [c for c in t.codes if c not in known]
     if unknown:
-        raise ValueError(
-            f"Territoire {t} : code(s) inconnu(s) {', '.join(unknown)}."
-        )
+        raise ValueError(f"Territoire {t} : code(s) inconnu(s) {', '.join(unknown)}.")
 
 
 # SIRENs of the départements, régions and of the collectivités exercising their powers
@@ -818,8 +901,12 @@ def public_body(con: duckdb.DuckDBPyConnection, siren: str | None) -> dict | Non
         {"s": siren},
     ).fetchone()
     if row:
-        return {"body_kind": "commune", "name": row[1], "territory": Territory("dep", (row[2],)),
-                "commune_code": row[0]}
+        return {
+            "body_kind": "commune",
+            "name": row[1],
+            "territory": Territory("dep", (row[2],)),
+            "commune_code": row[0],
+        }
     row = con.execute("SELECT nom FROM ref_epci WHERE siren_epci = $s", {"s": siren}).fetchone()
     if row:
         deps = tuple(
@@ -830,9 +917,12 @@ def public_body(con: duckdb.DuckDBPyConnection, siren: str | None) -> dict | Non
                 {"s": siren},
             ).fetchall()
         )
-        return {"body_kind": "epci", "name": row[0],
-                "territory": Territory("dep", deps) if deps else Territory("epci", (siren,)),
-                "commune_code": None}
+        return {
+            "body_kind": "epci",
+            "name": row[0],
+            "territory": Territory("dep", deps) if deps else Territory("epci", (siren,)),
+            "commune_code": None,
+        }
     return None
 
 
@@ -864,8 +954,7 @@ def set_buyer(
         territory, source = body["territory"], "proposé"
     if not name:
         row = con.execute(
-            "SELECT denomination FROM sirene_unites WHERE siren = $s "
-            "ORDER BY import_id DESC LIMIT 1",
+            "SELECT denomination FROM sirene_unites WHERE siren = $s ORDER BY import_id DESC LIMIT 1",
             {"s": siren},
         ).fetchone()
         name = (row[0] if row and row[0] else None) or (body["name"] if body else None)
@@ -889,9 +978,7 @@ def get_buyer(con: duckdb.DuckDBPyConnection) -> dict | None:
         return None
     value = json.loads(row[0]) if isinstance(row[0], str) else row[0]
     t = value.get("territory")
-    value["territory_label"] = (
-        territory_label(con, Territory(t["kind"], tuple(t["codes"]))) if t else None
-    )
+    value["territory_label"] = territory_label(con, Territory(t["kind"], tuple(t["codes"]))) if t else None
     return value
 
 
@@ -958,8 +1045,7 @@ def buyer_point(con: duckdb.DuckDBPyConnection) -> tuple[float, float] | None:
     siret = buyer.get("siret") if len(str(buyer.get("siret") or "")) == 14 else None
     if siret:
         row = con.execute(
-            "SELECT commune_code FROM sirene_etablissements WHERE siret = $s "
-            "ORDER BY import_id DESC LIMIT 1",
+            "SELECT commune_code FROM sirene_etablissements WHERE siret = $s ORDER BY import_id DESC LIMIT 1",
             {"s": siret},
         ).fetchone()
         pt = _commune_point(con, row[0] if row else None)
@@ -983,12 +1069,14 @@ def buyer_point(con: duckdb.DuckDBPyConnection) -> tuple[float, float] | None:
 def departements(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """code, nom, code_region, region_nom, chef_lieu, zone, label ('Nord (59)')."""
     _ensure_ref_views(con)
-    return _frame(con.execute(
-        "SELECT d.code, d.nom, d.code_region, r.nom AS region_nom, d.chef_lieu, d.zone, "
-        "d.nom || ' (' || d.code || ')' AS label "
-        "FROM ref_departements d LEFT JOIN ref_regions r ON r.code = d.code_region "
-        "ORDER BY d.code"
-    ))
+    return _frame(
+        con.execute(
+            "SELECT d.code, d.nom, d.code_region, r.nom AS region_nom, d.chef_lieu, d.zone, "
+            "d.nom || ' (' || d.code || ')' AS label "
+            "FROM ref_departements d LEFT JOIN ref_regions r ON r.code = d.code_region "
+            "ORDER BY d.code"
+        )
+    )
 
 
 def regions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

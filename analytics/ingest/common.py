@@ -364,7 +364,10 @@ def run_import(
         if reclassify:
             from analytics import referential
 
-            referential.reclassify(con)
+            # payments, contracts and insertion hours change no referential: only the
+            # suppliers they touch are classified again (same result as a full rebuild)
+            incremental = kind in ("mandats", "decp", "insertion")
+            referential.reclassify(con, import_id=import_id if incremental else None)
         con.execute(
             "UPDATE imports SET rows_read = $r, rows_loaded = $l, rows_rejected = $j,"
             " rows_duplicate = $d, amount_total = $a, contracts = $c, finished_at = $t,"

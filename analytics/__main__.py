@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import sys
 
 from analytics import store
@@ -20,17 +21,57 @@ def _print_json(obj) -> None:
     sys.stdout.write("\n")
 
 
+_PROGRESS = {"open": False}  # a progress line without its end of line on stderr
+
+
 def _progress(message: str, fraction: float) -> None:
     sys.stderr.write(f"\r{message} {fraction * 100:5.1f} %")
+    _PROGRESS["open"] = fraction < 1
     if fraction >= 1:
         sys.stderr.write("\n")
     sys.stderr.flush()
+
+
+def _end_progress() -> None:
+    if _PROGRESS["open"]:
+        sys.stderr.write("\n")
+        _PROGRESS["open"] = False
+
+
+# argparse's own messages, in French (a refused command line gets a French reason too).
+_ARGPARSE_FR = (
+    (r"the following arguments are required: (.*)", r"arguments obligatoires manquants : \1"),
+    (r"unrecognized arguments: (.*)", r"arguments non reconnus : \1"),
+    (
+        r"argument (.+?): invalid choice: (.+) \(choose from (.*)\)",
+        r"argument \1 : choix invalide \2 (possibles : \3)",
+    ),
+    (r"argument (.+?): invalid (\w+) value: (.*)", r"argument \1 : valeur invalide \3"),
+    (r"argument (.+?): expected one argument", r"argument \1 : une valeur est attendue"),
+    (r"argument (.+?): not allowed with argument (.*)", r"argument \1 : incompatible avec \2"),
+    (r"one of the arguments (.*) is required", r"l'un des arguments \1 est obligatoire"),
+    (r"ambiguous option: (.*) could match (.*)", r"option ambiguë : \1 peut désigner \2"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with French error messages (exit code 2, as before)."""
+
+    def error(self, message: str):
+        for pattern, french in _ARGPARSE_FR:
+            if re.fullmatch(pattern, message, re.S):
+                message = re.sub(pattern, french, message, flags=re.S)
+                break
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog} : erreur : {message}\n")
 
 
 def _filters_from_args(con, args) -> Filters:
     from analytics import referential
 
     if getattr(args, "from_", None) or getattr(args, "to", None):
+        if getattr(args, "year", None):
+            raise ValueError("--year ou --from/--to : l'un ou l'autre, pas les deux.")
         if not (args.from_ and args.to):
             raise ValueError("--from et --to vont ensemble.")
         date_from, date_to = parse_date(args.from_), parse_date(args.to)
@@ -38,7 +79,9 @@ def _filters_from_args(con, args) -> Filters:
         year = getattr(args, "year", None) or dt.date.today().year
         date_from, date_to = dt.date(year, 1, 1), dt.date(year, 12, 31)
     territory = Territory.parse(args.territory) if getattr(args, "territory", None) else None
-    if territory is None:
+    if territory is not None:
+        referential._check_territory(con, territory)  # an unknown code: refused, not a 0 % share
+    else:
         territory = referential.default_territory(con, getattr(args, "buyer", None))
     return Filters(
         date_from=date_from,
@@ -213,9 +256,7 @@ def cmd_targets(con, args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m analytics", description="Empreinte : empreinte des achats publics."
-    )
+    p = _Parser(prog="python -m analytics", description="Empreinte : empreinte des achats publics.")
     p.add_argument("--db", help="fichier DuckDB (défaut : $EMPREINTE_DB ou data/empreinte.duckdb)")
     p.add_argument("--who", default=None, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
@@ -256,8 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def period_args(s, territory=True):
         s.add_argument("--year", type=int)
-        s.add_argument("--from", dest="from_")
-        s.add_argument("--to")
+        s.add_argument("--from", dest="from_", metavar="DATE")
+        s.add_argument("--to", metavar="DATE")
         s.add_argument("--buyer")
         if territory:
             s.add_argument("--territory")
@@ -317,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(con, args)
     except (ImportRefused, ValueError, LookupError) as exc:
+        _end_progress()
         print(f"Refusé : {exc}", file=sys.stderr)
         return 2
     finally:

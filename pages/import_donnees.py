@@ -3,6 +3,7 @@ progress bar; the import history with undo; the buyer and its territory. Every a
 checks the role on the server (auth.require_analyst) before writing."""
 
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -95,7 +96,9 @@ def _stage(up) -> str:
     if staged and staged[0] == up.file_id and Path(staged[1]).exists():
         return staged[1]
     folder = Path(tempfile.mkdtemp(prefix="empreinte_"))
-    path = folder / Path(up.name).name
+    # a fixed name on disk: the user's file name is data (shown and stored), never a path
+    suffix = Path(up.name).suffix.lower()
+    path = folder / ("upload" + (suffix if re.fullmatch(r"\.[a-z0-9]{1,6}", suffix) else ""))
     path.write_bytes(up.getvalue())
     st.session_state["imp_staged"] = (up.file_id, str(path), up.name)
     return str(path)

@@ -1159,6 +1159,12 @@ def footprint_json(con: duckdb.DuckDBPyConnection, f: Filters, **kw) -> dict:
     """:func:`footprint` as plain JSON (the ``python -m analytics footprint --json`` contract)."""
     d = footprint(con, f, **kw)
     out = dict(d)
+    if not d["spend"].get("total"):
+        # nothing spent: no estimate, rather than zero jobs (INDICATORS.md: never 0 by default)
+        why = d["reasons"].get("spend", "Aucune dépense sur la période.")
+        for key in ("jobs_direct", "jobs_indirect", "jobs_induced", "carbon_tco2e"):
+            out[key] = None
+            out["reasons"] = {**out.get("reasons", {}), key: why}
     for k in ("by_branch", "by_departement", "carbon_by_category", "carbon_top_suppliers"):
         out[k] = _records(d[k])
     return json.loads(json.dumps(out, default=_json_default))

@@ -377,7 +377,9 @@ def test_notified_basis_splits_holders_and_uses_cpv(con):
 def test_empty_period(con):
     d = fp.footprint_json(con, Filters.year(2024))
     assert d["spend"]["total"] == 0
-    assert d["jobs_direct"]["central"] == 0 and d["carbon_tco2e"]["central"] == 0
+    # nothing spent: no estimate (null with a reason), never a default 0
+    assert d["jobs_direct"] is None and d["carbon_tco2e"] is None
+    assert "Aucune dépense" in d["reasons"]["jobs_direct"]
     assert d["by_branch"] == [] and d["by_departement"] == []
 
 

@@ -101,6 +101,9 @@ def pages(role: str) -> dict:
             st.Page(
                 p + "sourcing.py", title="Sourcing", icon=":material/travel_explore:", url_path="sourcing"
             ),
+            st.Page(
+                p + "leviers.py", title="Leviers d'action", icon=":material/lightbulb:", url_path="leviers"
+            ),
         ],
         "Données": data,
     }

@@ -174,7 +174,7 @@ def territory_actors(con: duckdb.DuckDBPyConnection, territory: Territory | None
     return con.execute(f"SELECT * FROM ({ACTORS_SQL}) t WHERE {cond}", params).df()
 
 
-def _actors_by_cpv(con, territory: Territory | None) -> pd.DataFrame:
+def actors_by_cpv(con: duckdb.DuckDBPyConnection, territory: Territory | None) -> pd.DataFrame:
     """cpv_division, ess_structures, inclusive_structures (distinct SIRETs in the territory)."""
     cond, params = _territory_filter(territory, "t")
     return con.execute(
@@ -214,7 +214,7 @@ def renewals(
         params,
     ).df()
     df["end_date"] = [None if pd.isna(e) else pd.Timestamp(e).date() for e in df["end_date"]]
-    actors = _actors_by_cpv(con, f.territory)
+    actors = actors_by_cpv(con, f.territory)
     df = df.merge(actors, on="cpv_division", how="left")
     df[["ess_structures", "inclusive_structures"]] = (
         df[["ess_structures", "inclusive_structures"]].fillna(0).astype(int)
@@ -244,7 +244,7 @@ def reservation(
         """,
         params,
     ).df()
-    actors = _actors_by_cpv(con, f.territory)
+    actors = actors_by_cpv(con, f.territory)
     df = df.merge(actors, on="cpv_division", how="left")
     df["inclusive_structures"] = df["inclusive_structures"].fillna(0).astype(int)
     df["ess_structures"] = df["ess_structures"].fillna(0).astype(int)
@@ -309,6 +309,100 @@ def _shares(df: pd.DataFrame, has_territory: bool) -> dict:
     }
 
 
+# Accounts (3 first digits of the nature) of the M57/M14 instructions that carry purchases.
+NATURE_ACCOUNTS = {
+    "202": "Frais d'urbanisme",
+    "203": "Frais d'études et de recherche",
+    "205": "Logiciels, concessions et droits",
+    "211": "Terrains",
+    "212": "Agencements et aménagements de terrains",
+    "213": "Constructions",
+    "214": "Constructions sur sol d'autrui",
+    "215": "Installations, matériel et outillage techniques",
+    "216": "Collections et œuvres d'art",
+    "218": "Autres immobilisations corporelles",
+    "231": "Immobilisations corporelles en cours",
+    "238": "Avances sur commandes d'immobilisations",
+    "601": "Achats stockés de matières premières",
+    "602": "Achats stockés d'autres approvisionnements",
+    "604": "Achats d'études et prestations de services",
+    "606": "Achats non stockés de matières et fournitures",
+    "607": "Achats de marchandises",
+    "611": "Contrats de prestations de services",
+    "612": "Redevances de crédit-bail",
+    "613": "Locations",
+    "614": "Charges locatives et de copropriété",
+    "615": "Entretien et réparations",
+    "616": "Primes d'assurance",
+    "617": "Études et recherches",
+    "618": "Documentation, formation, divers",
+    "621": "Personnel extérieur au service",
+    "622": "Honoraires et rémunérations d'intermédiaires",
+    "623": "Publicité, publications, relations publiques",
+    "624": "Transports de biens et transports collectifs",
+    "625": "Déplacements, missions et réceptions",
+    "626": "Frais postaux et de télécommunications",
+    "627": "Services bancaires",
+    "628": "Autres services extérieurs",
+}
+
+
+def threshold_split(
+    con: duckdb.DuckDBPyConnection, f: Filters, rules: ReservationRules | None = None
+) -> dict:
+    """Purchases under and over ``rules.under_threshold_ht``: ``under`` and ``over`` (spend,
+    local_share, ess_share, inclusive_share, purchases: the figures of ``opportunities``) and
+    ``by_category`` (category, label, spend_under, spend_over, under_share, purchases_under,
+    then local_share, ess_share and inclusive_share each ``_under`` and ``_over``)."""
+    thr = purchases_by_threshold(con, f, rules)
+    has_t = f.territory is not None
+    rows = []
+    for cat, part in thr.groupby("category", sort=False):
+        under, over = part[part["side"] == "under"], part[part["side"] == "over"]
+        u, o = _shares(under, has_t), _shares(over, has_t)
+        total = u["spend"] + o["spend"]
+        row = {
+            "category": cat,
+            "label": NATURE_ACCOUNTS.get(cat, ""),
+            "spend_under": u["spend"],
+            "spend_over": o["spend"],
+            "under_share": u["spend"] / total if total else None,
+            "purchases_under": u["purchases"],
+        }
+        for k in ("local_share", "ess_share", "inclusive_share"):
+            row[f"{k}_under"], row[f"{k}_over"] = u[k], o[k]
+        rows.append(row)
+    by_cat = pd.DataFrame(rows)
+    if len(by_cat):
+        by_cat = by_cat.sort_values("spend_under", ascending=False).reset_index(drop=True)
+    return {
+        "under": _shares(thr[thr["side"] == "under"], has_t),
+        "over": _shares(thr[thr["side"] == "over"], has_t),
+        "by_category": by_cat,
+    }
+
+
+def cpv_naf_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """``CPV_NAF`` with the labels of both nomenclatures: cpv_division, cpv_label,
+    naf_divisions (codes joined by ', '), naf_labels."""
+    try:
+        cpv = dict(con.execute("SELECT division, libelle_fr FROM ref_cpv_divisions").fetchall())
+        naf = dict(con.execute("SELECT DISTINCT division, division_label FROM ref_naf").fetchall())
+    except duckdb.CatalogException:  # reference data not built: codes only
+        cpv, naf = {}, {}
+    return pd.DataFrame(
+        [
+            {
+                "cpv_division": c,
+                "cpv_label": cpv.get(c),
+                "naf_divisions": ", ".join(nafs),
+                "naf_labels": " ; ".join(f"{n} {naf.get(n, '')}".strip() for n in nafs),
+            }
+            for c, nafs in CPV_NAF.items()
+        ]
+    )
+
+
 def lots(con: duckdb.DuckDBPyConnection, f: Filters, rules: ReservationRules | None = None) -> dict:
     """contracts_with_lots_share, single_lot_large (list), joint (co-held contracts) and
     joint_with_ess. A contract belongs to a lot group when another contract of the same
@@ -336,7 +430,7 @@ def lots(con: duckdb.DuckDBPyConnection, f: Filters, rules: ReservationRules | N
     ).df()
     n = len(base)
     share = float(base["in_lots"].sum()) / n if n else None
-    actors = _actors_by_cpv(con, f.territory)
+    actors = actors_by_cpv(con, f.territory)
     smes = _local_smes_by_cpv(con, f.territory)
     big = base[(~base["in_lots"]) & (base["amount"] >= rules.large_single_lot)]
     big = big.merge(actors, on="cpv_division", how="left").merge(smes, on="cpv_division", how="left")
@@ -395,8 +489,9 @@ def _local_smes_by_cpv(con, territory: Territory | None) -> pd.DataFrame:
 def sourcing_directory(
     con: duckdb.DuckDBPyConnection, f: Filters, cpv_division: str | None = None
 ) -> pd.DataFrame:
-    """ESS and inclusive actors of the territory for a category: siret, name, type, commune,
-    departement_code, distance_km (from the buyer), past_spend with the buyer, naf."""
+    """ESS and inclusive actors of the territory for a category: siret, name, type,
+    inclusive_family, naf, commune, departement_code, distance_km (from the buyer),
+    past_spend (all years, with the buyer), lon, lat."""
     from analytics import referential
 
     actors = territory_actors(con, f.territory)
@@ -433,6 +528,8 @@ def sourcing_directory(
         "departement_code",
         "distance_km",
         "past_spend",
+        "lon",
+        "lat",
     ]
     return df[cols].sort_values(["past_spend", "distance_km"], ascending=[False, True]).reset_index(drop=True)
 

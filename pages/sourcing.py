@@ -1,6 +1,7 @@
 """Sourcing: for one purchase category, the spend that leaves the territory or goes to
-non-ESS suppliers, beside the ESS and inclusive structures located in the territory
-whose activity matches: where to look first."""
+non-ESS suppliers; then the directory of the ESS and inclusive structures of the
+territory whose activity matches a CPV category (``levers.sourcing_directory``), with
+its export for a sourcing meeting and a map."""
 
 import pandas as pd
 import streamlit as st
@@ -9,15 +10,14 @@ from analytics import cached, charts
 from analytics.fmt import fmt_eur, fmt_number
 from pages import _ui
 
-STRUCT_LABELS = {
+DIRECTORY_LABELS = {
     "name": "Structure",
-    "kind": "Type",
-    "family": "Famille",
-    "naf": "NAF",
+    "type": "Type",
     "commune": "Commune",
     "departement_code": "Dép.",
-    "source": "Source",
-    "paid_all_time": "Déjà payé (toutes années)",
+    "distance_km": "Distance",
+    "past_spend": "Déjà payé (toutes années)",
+    "naf": "NAF",
     "siret": "SIRET",
 }
 SUPPLIER_LABELS = {
@@ -40,21 +40,27 @@ def body() -> None:
             "le sourcing cherche les structures situées dans ce territoire."
         )
         return
+    code = category_spend(f)
+    directory(f, code if f.basis == "notified" else None)
+
+
+def category_spend(f) -> str | None:
+    """The chosen purchase category, its cards and the suppliers outside the territory or the ESS."""
     cats = cached.call("indicators.spend_by_category", f)
     cats = cats[cats["kind"].isin(["nature", "cpv"]) & (cats["amount"] > 0)] if len(cats) else cats
     if not len(cats):
         _ui.empty("mandats", "Aucune dépense classée par catégorie sur la période.")
-        return
+        return None
     names = dict(zip(cats["code"], cats["name"]))
+    amounts = dict(zip(cats["code"], cats["amount"]))
     code = st.selectbox(
         "Catégorie d'achat",
         list(names),
         key="src_cat",
-        format_func=lambda c: f"{c} – {names[c]} ({fmt_eur(cats.set_index('code').loc[c, 'amount'])})",
+        format_func=lambda c: f"{c} – {names[c]} ({fmt_eur(amounts[c])})",
     )
     g = f.with_(cpv_divisions=(code,)) if f.basis == "notified" else f.with_(natures=(code,))
-    head = cached.headline(g)
-    _ui.cards(["total_spend", "local_share", "ess_share", "inclusive_share"], head, None)
+    _ui.cards(["total_spend", "local_share", "ess_share", "inclusive_share"], cached.headline(g), None)
 
     sup = cached.call("indicators.suppliers_table", g)
     outside = sup[(sup["local"] == False) | (sup["ess"] != True)] if len(sup) else sup  # noqa: E712
@@ -69,58 +75,79 @@ def body() -> None:
         if c in outside
     ]
     _ui.table(outside[cols].head(100), "src_outside", money=("amount",), labels=SUPPLIER_LABELS)
+    return code
 
+
+def directory(f, suggested: str | None) -> None:
+    """The engine's sourcing directory for one CPV category, with its export and a map."""
     st.subheader("Structures de l'ESS et de l'inclusion du territoire")
-    structures = directory(f)
-    if structures is None or not len(structures):
-        _ui.empty("structures", "Aucune structure inclusive ou de l'ESS connue dans ce territoire.")
+    counts = cached.call("levers.actors_by_cpv", f.territory).set_index("cpv_division")
+    corr = cached.call("levers.cpv_naf_table").set_index("cpv_division")
+    options = [None, *corr.index]
+
+    def label(c):
+        if c is None:
+            return "Toutes les activités"
+        n_ess = int(counts["ess_structures"].get(c, 0)) if c in counts.index else 0
+        n_inc = int(counts["inclusive_structures"].get(c, 0)) if c in counts.index else 0
+        text = f"{c} {corr.loc[c, 'cpv_label'] or ''}".strip()
+        if len(text) > 70:
+            text = text[:69].rstrip(" ,;:") + "…"
+        return f"{text} · {n_inc} inclusives, {n_ess} ESS"
+
+    # On the notified basis the directory follows the purchase category chosen above,
+    # until the user picks another one here.
+    if suggested in options and st.session_state.get("_src_followed") != suggested:
+        st.session_state["src_cpv"] = suggested
+        st.session_state["_src_followed"] = suggested
+    cpv = st.selectbox(
+        "Catégorie de marché à sourcer (division CPV)",
+        options,
+        format_func=label,
+        key="src_cpv",
+        help="Les structures dont l'activité principale (NAF) correspond à la catégorie, "
+        "selon la correspondance CPV ↔ NAF décrite sur la page Leviers d'action.",
+    )
+    df = cached.call("levers.sourcing_directory", f, cpv)
+    if not len(df):
+        _ui.empty("structures", "Aucune structure inclusive ou de l'ESS du territoire pour cette catégorie.")
         return
-    div_labels = dict(
-        zip(structures["naf_division"], structures.get("naf_division_label", structures["naf_division"]))
-    )
-    divisions = sorted(d for d in div_labels if isinstance(d, str))
-    chosen = st.multiselect(
-        "Activité (division NAF) des structures",
-        divisions,
-        key="src_naf",
-        format_func=lambda d: f"{d} {div_labels.get(d) or ''}"[:70],
-        placeholder="Toutes les activités",
-        help="Restreignez aux activités qui répondent à la catégorie d'achat choisie.",
-    )
-    shown = structures[structures["naf_division"].isin(chosen)] if chosen else structures
+    family = df["inclusive_family"].fillna("ESS")
+    n = {k: fmt_number((family == k).sum()) for k in ("insertion", "handicap")}
     st.caption(
-        f"{fmt_number(len(shown))} structures ({fmt_number((shown['family'] == 'insertion').sum())} "
-        f"d'insertion, {fmt_number((shown['family'] == 'handicap').sum())} du handicap, "
-        f"{fmt_number((shown['family'] == 'ESS').sum())} autres de l'ESS)."
+        f"{fmt_number(len(df))} structures : {fmt_number(df['inclusive_family'].notna().sum())} inclusives "
+        f"({n['insertion']} d'insertion, {n['handicap']} du handicap) et "
+        f"{fmt_number(df['type'].str.contains('ESS').sum())} de l'ESS (une structure peut être les deux) ; "
+        f"{fmt_number((df['past_spend'] > 0).sum())} déjà payées par l'acheteur. "
+        f"Activités NAF retenues : {corr.loc[cpv, 'naf_labels'] if cpv else 'toutes'}. "
+        "Téléchargez la liste (CSV, XLSX) pour préparer une réunion de sourcing."
     )
-    left, right = st.columns([3, 2])
-    with left:
-        cols = [c for c in STRUCT_LABELS if c in shown]
-        _ui.table(shown[cols], "src_structures", money=("paid_all_time",), labels=STRUCT_LABELS, height=420)
-    with right:
-        dep = f.territory.codes[0] if f.territory.kind == "dep" and len(f.territory.codes) == 1 else None
-        _ui.chart(
-            charts.points_map(
-                shown,
-                departement=dep,
-                color="family",
-                geojson_url=dep and cached.geojson_url("commune", dep),
-                color_labels={
-                    "insertion": "Insertion (SIAE)",
-                    "handicap": "Handicap (EA, ESAT)",
-                    "ESS": "Autre structure de l'ESS",
-                },
-            ),
-            "src_map",
-        )
-
-
-def directory(f) -> pd.DataFrame:
-    """The engine's sourcing directory when present, else the structures located in the territory."""
-    own = cached.call_or_none("levers.sourcing_directory", f)
-    if isinstance(own, pd.DataFrame) and {"name", "naf_division", "family"} <= set(own.columns):
-        return own
-    return cached.call("facets.structures_in_territory", f.territory)
+    cols = [c for c in DIRECTORY_LABELS if c in df]
+    km = df["distance_km"].map(lambda v: "–" if pd.isna(v) else f"{fmt_number(v, 1)} km")
+    _ui.table(
+        df[[*cols, "inclusive_family"]],
+        "src_directory",
+        title=f"Annuaire de sourcing {('CPV ' + cpv) if cpv else ''}".strip(),
+        money=("past_spend",),
+        labels={**DIRECTORY_LABELS, "inclusive_family": "Famille"},
+        height=420,
+        display=df[cols].assign(distance_km=km),
+    )
+    dep = f.territory.codes[0] if f.territory.kind == "dep" and len(f.territory.codes) == 1 else None
+    _ui.chart(
+        charts.points_map(
+            df.assign(family=family),
+            departement=dep,
+            color="family",
+            geojson_url=dep and cached.geojson_url("commune", dep),
+            color_labels={
+                "insertion": "Insertion (SIAE)",
+                "handicap": "Handicap (EA, ESAT)",
+                "ESS": "Autre structure de l'ESS",
+            },
+        ),
+        "src_map",
+    )
 
 
 _ui.guard(body, "Sourcing")

@@ -25,6 +25,7 @@ def body() -> None:
     if not cached.available("spaser.spaser_table"):
         st.info("Le suivi du SPASER n'est pas disponible dans cette version.")
         return
+    report_button(year)
     table = cached.call("spaser.spaser_table", year, f)
     if table is None or not len(table):
         st.info("Aucune cible SPASER définie : les analystes peuvent en saisir ci-dessous.")
@@ -34,6 +35,65 @@ def body() -> None:
     instruments(f)
     compliance(f)
     targets_editor()
+
+
+REPORT_FORMATS = {
+    "pdf": ("PDF", "application/pdf"),
+    "html": ("HTML", "text/html"),
+    "xlsx": ("XLSX", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+}
+
+
+def report_button(year: int) -> None:
+    """The annual report (L.2111-3) of a chosen year, generated when the button is clicked.
+    A reading: every role may download it."""
+    years = sorted(cached.facets()["years"], reverse=True)
+    if not years:  # nothing imported: no report to publish
+        return
+    with st.container(border=True):
+        st.markdown("**Rapport annuel SPASER** (code de la commande publique, art. L.2111-3)")
+        row = st.container(horizontal=True, vertical_alignment="bottom", gap="medium")
+        chosen = row.selectbox(
+            "Année",
+            years,
+            index=years.index(year) if year in years else 0,
+            key="spaser_report_year",
+            width=200,
+        )
+        fmt = (
+            row.segmented_control(
+                "Format",
+                list(REPORT_FORMATS),
+                default="pdf",
+                format_func=lambda k: REPORT_FORMATS[k][0],
+                key="spaser_report_fmt",
+            )
+            or "pdf"
+        )
+        row.download_button(
+            f"Télécharger le rapport {chosen} ({REPORT_FORMATS[fmt][0]})",
+            data=lambda: report_file(chosen, fmt),
+            file_name=f"rapport_spaser_{chosen}.{fmt}",
+            mime=REPORT_FORMATS[fmt][1],
+            key="spaser_report_dl",
+            icon=":material/download:",
+            on_click="ignore",
+            type="primary",
+        )
+        st.caption(
+            "Indicateurs SPASER en nombre et en valeur avec leurs cibles, empreinte économique et "
+            "territoriale, heures d'insertion, conformité 2026, sources et définitions. "
+            "Le fichier est produit au clic (quelques secondes pour le PDF)."
+        )
+
+
+def report_file(year: int, fmt: str) -> bytes:
+    """What the download button sends: ``report.report_bytes`` on a cursor of the app's
+    connection (run by Streamlit outside the page's script, hence no session cache)."""
+    from analytics import report
+
+    with cached.cursor() as cur:
+        return report.report_bytes(cur, year=year, fmt=fmt)
 
 
 def status_cards(table: pd.DataFrame) -> None:

@@ -32,6 +32,7 @@ PAGES = {
     "ESS et inclusion": ("06_ess_inclusion", "ESS et inclusion", "Part ESS"),
     "Fournisseurs": ("07_fournisseurs", "Fournisseurs", "fournisseurs,"),
     "Sourcing": ("08_sourcing", "Sourcing", "Structures de l'ESS"),
+    "Leviers d'action": ("11_leviers", "Leviers d'action", "Potentiel de réservation"),
     "Import": ("09_import", "Import des données", "Historique des imports"),
     "Données et méthodes": ("10_methodes", "Données et méthodes", "Définitions des indicateurs"),
 }

@@ -13,39 +13,14 @@ import math
 
 import duckdb
 
+from analytics import indicators
 from analytics.filters import Filters, month_bounds
 
 # Beyond these moves an indicator is highlighted (shares in points, amounts in %).
 SHARE_THRESHOLD_POINTS = 0.02
 AMOUNT_THRESHOLD_RELATIVE = 0.10
-HEADLINE_KEYS = (
-    "total_spend",
-    "supplier_count",
-    "local_share",
-    "unlocated_share",
-    "ess_share",
-    "inclusive_share",
-    "insertion_share",
-    "disability_share",
-    "sme_share",
-    "new_supplier_share",
-    "top10_share",
-    "hhi",
-    "median_distance_km",
-    "contract_count",
-    "social_clause_rate",
-    "social_clause_rate_value",
-    "environmental_clause_rate",
-    "environmental_clause_rate_value",
-    "reserved_contract_rate",
-    "single_offer_rate",
-    "innovative_rate",
-    "sme_advance_rate",
-    "insertion_hours",
-    "insertion_fte",
-    "payment_delay_days",
-    "env_2026_compliance_count",
-)
+# the review follows every headline key of the engine (one list, in indicators.py)
+HEADLINE_KEYS = indicators.HEADLINE_KEYS
 
 
 # What changed in the data after a snapshot: imports loaded after it, and imports undone

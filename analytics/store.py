@@ -355,6 +355,15 @@ def attach_reference(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet('{literal}')")
 
 
+def _memory_setting(text: str) -> str:
+    """'2GB', '512MB', '80%': checked, since it goes into a SET statement."""
+    import re
+
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)", text.strip(), re.I):
+        raise ValueError(f"EMPREINTE_MEMORY_LIMIT invalide : « {text} » (ex. 2GB).")
+    return text.strip()
+
+
 def connect(path: str | os.PathLike | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the database (creating and migrating it unless read-only)."""
     target = db_path(path)
@@ -373,6 +382,11 @@ def connect(path: str | os.PathLike | None = None, *, read_only: bool = False) -
         raise
     # DuckDB's own progress bar would end up in --json output and logs
     con.execute("SET enable_progress_bar = false")
+    # DuckDB takes up to 80 % of RAM by default; a buyer's server runs other things, and
+    # large imports spill to disk instead (EMPREINTE_MEMORY_LIMIT, e.g. '4GB', or '' for DuckDB's default).
+    limit = os.environ.get("EMPREINTE_MEMORY_LIMIT", "2GB")
+    if limit:
+        con.execute(f"SET memory_limit = '{_memory_setting(limit)}'")
     if not read_only:
         migrate(con)
     attach_reference(con)

@@ -41,10 +41,13 @@ def median_time(fn, runs: int) -> tuple[float, list[float]]:
 
 def child_peak_rss(code: str, env: dict | None = None) -> tuple[float, str]:
     """Run code in a fresh interpreter; return its peak RSS (MB) and stdout."""
+    # VmHWM is this process image's own peak; ru_maxrss would include the pages the
+    # child shared with this (large) benchmark process at fork time.
     wrapper = (
         code
-        + "\nimport resource, sys\n"
-        + "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        + "\nimport re, sys\n"
+        + "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+        + "print('PEAK_RSS_KB', hwm, file=sys.stderr)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", wrapper],

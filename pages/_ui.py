@@ -262,12 +262,18 @@ def cards(
         for col, key in zip(cols, keys[start : start + per_row]):
             value = head.get(key)
             delta = delta_text(key, value, (prev or {}).get(key)) if prev is not None else None
+            shown = fmt_value(value, unit_of(key))
+            tip = help_text(key, head)
+            if unit_of(key) == "eur" and value is not None and abs(float(value)) >= 1e6:
+                # a card is narrow: millions in M€, the exact amount in the tooltip
+                shown = f"{fmt_number(float(value) / 1e6, 1)} M€"
+                tip = f"{fmt_eur(value)}. {tip or ''}".strip()
             col.metric(
                 short_label(key),
-                fmt_value(value, unit_of(key)),
+                shown,
                 delta=delta,
                 delta_color="inverse" if key in inverse else "normal",
-                help=help_text(key, head),
+                help=tip,
                 border=True,
             )
 

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from analytics import store
+from analytics.fmt import MONTHS_FR
 
 SEED = 20261125
 DEMO_DIR = store.DATA_DIR / "demo"
@@ -625,20 +626,6 @@ LOGICIELS = [
     "de gestion du patrimoine",
     "de gestion électronique des documents",
     "des marchés publics",
-]
-MONTHS_FR = [
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
 ]
 SITES = [
     "Hôtel du Département",

@@ -13,6 +13,11 @@ from decimal import Decimal
 MISSING = "non disponible"
 THOUSANDS = " "  # a plain space, as in the project's documented formats
 
+MONTHS_FR = (
+    "janvier", "février", "mars", "avril", "mai", "juin",
+    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
+)  # fmt: skip
+
 
 def _is_missing(value) -> bool:
     if value is None:

@@ -15,6 +15,7 @@ import duckdb
 
 from analytics import indicators
 from analytics.filters import Filters, month_bounds
+from analytics.fmt import MONTHS_FR
 
 # Beyond these moves an indicator is highlighted (shares in points, amounts in %).
 SHARE_THRESHOLD_POINTS = 0.02
@@ -322,22 +323,6 @@ def alert_text(a: dict) -> str:
     if a["kind"] == "variation":
         return f"{label(a['key'])} : {show_delta(a['key'], a['delta'])} par rapport au {a['against']}."
     return f"{label(a['key'])} : {a['against']}"
-
-
-MONTHS_FR = (
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-)
 
 
 def month_label(month: str) -> str:

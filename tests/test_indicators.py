@@ -806,6 +806,42 @@ def test_top_suppliers_and_suppliers_table(main):
     assert found["supplier_key"].tolist() == [E]
 
 
+def test_top_suppliers_names_unreferenced_supplier_as_paid(main):
+    """A supplier no referential names (E, name only) gets its name as written in the
+    payments, read for the top keys only: the same as the per-line detail gives."""
+    top = ind.top_suppliers(main, Y2025, n=10).set_index("supplier_key")
+    table = ind.suppliers_table(main, Y2025).set_index("supplier_key")
+    assert top.loc[E, "name"] and top.loc[E, "name"] == table.loc[E, "name"]
+    main.execute("UPDATE supplier_class SET name = NULL WHERE supplier_key IN (?, ?)", [E, B])
+    raw = dict(main.execute("SELECT supplier_key, min(supplier_name) FROM mandats GROUP BY 1").fetchall())
+    top = ind.top_suppliers(main, Y2025, n=10).set_index("supplier_key")
+    assert top.loc[E, "name"] == raw[E] and top.loc[B, "name"] == raw[B]
+    assert top.loc[A, "name"] == table.loc[A, "name"]
+    table = ind.suppliers_table(main, Y2025).set_index("supplier_key")
+    assert top["name"].to_dict() == table.loc[top.index, "name"].to_dict()
+    notified = Y2025.with_(basis="notified")
+    nt = ind.top_suppliers(main, notified, n=10).set_index("supplier_key")
+    assert (
+        nt["name"].to_dict()
+        == ind.suppliers_table(main, notified).set_index("supplier_key").loc[nt.index, "name"].to_dict()
+    )
+
+
+def test_supplier_history_equals_the_yearly_tables(main):
+    whole = Y2025.with_(date_from=D(2020, 1, 1), date_to=D(2026, 12, 31))
+    for basis in ("paid", "notified"):
+        for key in (A, B, C, E):
+            got = ind.supplier_history(main, whole.with_(basis=basis), key)
+            expected = {}
+            for y in range(2020, 2027):
+                t = ind.suppliers_table(main, Filters.year(y).with_(basis=basis, territory=Y2025.territory))
+                t = t[t["supplier_key"] == key]
+                if len(t):
+                    expected[y] = float(t["amount"].sum())
+            assert dict(zip(got["year"], got["amount"])) == pytest.approx(expected), (basis, key)
+    assert ind.supplier_history(main, whole, "NOM:PERSONNE").empty
+
+
 def test_reconciliation(main):
     rec = ind.reconciliation(main, Y2025).set_index("contract_number")
     # "u-1" normalised to "U1" matches uid U1 (the standing version, 90 000 €)

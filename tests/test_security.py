@@ -94,9 +94,11 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     ("analytics/indicators.py", "monthly_series"): 1,
     ("analytics/indicators.py", "new_suppliers"): 1,
     ("analytics/indicators.py", "reconciliation"): 1,
-    ("analytics/indicators.py", "spend_sql"): 3,
+    ("analytics/indicators.py", "spend_sql"): 4,  # + holder-key expression (constant) for $supplier_keys
     ("analytics/indicators.py", "suppliers_table"): 1,  # search text is $search
     ("analytics/indicators.py", "top_suppliers"): 1,
+    ("analytics/indicators.py", "_raw_names"): 1,  # spend_sql; keys are $supplier_keys
+    ("analytics/indicators.py", "supplier_history"): 1,  # spend_sql; the key is $supplier_keys
     # undo: table names from store.IMPORT_TABLES (constant)
     ("analytics/ingest/common.py", "undo_import"): 2,
     # DECP: headers are mapped to positional c<i> / f_<field> / h<k>_<key> names (never header

@@ -79,11 +79,19 @@ def make_suppliers(con: duckdb.DuckDBPyConnection, n_suppliers: int, seed: int) 
     con.execute("SELECT setseed(0.42)")
 
 
-def write_mandats(path: Path, n_lines: int, n_suppliers: int = 100_000, seed: int = 42) -> dict:
-    """Write one export of n_lines; returns size and timing."""
+def write_mandats(
+    path: Path, n_lines: int, n_suppliers: int = 100_000, seed: int = 42, year: int = 2025
+) -> dict:
+    """Write one export of n_lines for one exercice (``year``); returns size and timing.
+
+    The same 100k suppliers every year (a buyer's suppliers recur); each year draws its
+    own amounts, dates and supplier mix."""
     t0 = time.perf_counter()
     con = duckdb.connect()
     make_suppliers(con, n_suppliers, seed)
+    if year != 2025:  # 2025 keeps the draw of the earlier benchmark runs
+        con.execute("SELECT setseed(?)", [(year % 97) / 100])
+    year = int(year)
     tmp = path.with_suffix(".utf8.csv")
     natures = "[" + ",".join(f"'{n}'" for n in NATURES) + "]"
     services = "[" + ",".join("'" + s.replace("'", "''") + "'" for s in SERVICES) + "]"
@@ -96,14 +104,14 @@ def write_mandats(path: Path, n_lines: int, n_suppliers: int = 100_000, seed: in
             ), j AS (
                 SELECT l.*, c.i AS sup_i FROM l ASOF JOIN sup_cdf c ON c.c >= l.r
             )
-            SELECT 2025 AS "Exercice",
+            SELECT {year} AS "Exercice",
                    'PRINCIPAL' AS "Budget",
                    CAST(1 + j.i // 200 AS VARCHAR) AS "N° bordereau",
                    CAST(1 + j.i // 2 AS VARCHAR) AS "N° mandat",
                    CAST(1 + j.i % 2 AS VARCHAR) AS "N° ligne",
-                   strftime(DATE '2025-01-01' + CAST(floor(d * 360) AS INT), '%d/%m/%Y') AS "Date émission",
-                   strftime(DATE '2025-01-01' + CAST(floor(d * 360) AS INT) - 20, '%d/%m/%Y') AS "Date réception facture",
-                   strftime(DATE '2025-01-01' + CAST(floor(d * 360) AS INT) + 5, '%d/%m/%Y') AS "Date paiement",
+                   strftime(DATE '{year}-01-01' + CAST(floor(d * 360) AS INT), '%d/%m/%Y') AS "Date émission",
+                   strftime(DATE '{year}-01-01' + CAST(floor(d * 360) AS INT) - 20, '%d/%m/%Y') AS "Date réception facture",
+                   strftime(DATE '{year}-01-01' + CAST(floor(d * 360) AS INT) + 5, '%d/%m/%Y') AS "Date paiement",
                    sup.name AS "Tiers",
                    sup.siret AS "SIRET",
                    sup.dep || '000' AS "Code postal",
@@ -153,12 +161,13 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--lines", type=int, default=100_000)
     p.add_argument("--suppliers", type=int, default=100_000)
+    p.add_argument("--year", type=int, default=2025)
     p.add_argument("--out", default="benchmarks/out")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     print(write_sirene(out / "sirene.csv", a.suppliers))
-    print(write_mandats(out / f"mandats_{a.lines}.csv", a.lines, a.suppliers))
+    print(write_mandats(out / f"mandats_{a.year}_{a.lines}.csv", a.lines, a.suppliers, year=a.year))
 
 
 if __name__ == "__main__":

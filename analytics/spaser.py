@@ -13,6 +13,9 @@ import json
 import duckdb
 import pandas as pd
 
+from analytics import indicators
+from analytics.filters import Filters
+
 # Indicators a SPASER follows, with the national plan's defaults (PNAD 2022-2025:
 # 100 % of contracts with an environmental consideration, 30 % with a social one).
 SPASER_INDICATORS: dict[str, dict] = {
@@ -123,19 +126,27 @@ def status(actual: float | None, trajectory: float | None, target: float | None)
     return "en avance" if actual >= trajectory - 1e-12 else "en retard"
 
 
-def spaser_table(con: duckdb.DuckDBPyConnection, year: int, filters=None) -> pd.DataFrame:
-    """For each targeted indicator in ``year``: label, actual (count basis), actual_value
-    (notified value basis where it exists), target (final), target_year, trajectory,
-    status, previous (year − 1), delta_points."""
-    from analytics import indicators
-    from analytics.filters import Filters
+def _year_filters(f: Filters, year: int) -> Filters:
+    return f.with_(date_from=dt.date(year, 1, 1), date_to=dt.date(year, 12, 31))
 
-    f = filters or Filters.year(year)
-    f = f.with_(date_from=dt.date(year, 1, 1), date_to=dt.date(year, 12, 31))
-    cur = indicators.headline(con, f)
-    prev = indicators.headline(con, f.previous_year())
-    tg = targets(con)
-    base = base_year(con)
+
+class _YearHeadlines:
+    """``indicators.headline`` over whole calendar years with one set of filters, each year
+    computed once (a table needs its year, the year before and the base year; a trajectory
+    chart needs every year)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, f: Filters) -> None:
+        self.con, self.f, self.done = con, f, {}
+
+    def __call__(self, year: int) -> dict:
+        if year not in self.done:
+            self.done[year] = indicators.headline(self.con, _year_filters(self.f, year))
+        return self.done[year]
+
+
+def _table(headline: _YearHeadlines, tg: pd.DataFrame, base: int | None, year: int) -> pd.DataFrame:
+    cur = headline(year)
+    prev = headline(year - 1)
     rows = []
     for key, meta in SPASER_INDICATORS.items():
         mine = tg[tg["indicator"] == key]
@@ -145,8 +156,7 @@ def spaser_table(con: duckdb.DuckDBPyConnection, year: int, filters=None) -> pd.
         final_year, final_target = max(milestones)
         points = list(milestones)
         if base is not None and base < min(y for y, _ in milestones):
-            fb = f.with_(date_from=dt.date(base, 1, 1), date_to=dt.date(base, 12, 31))
-            base_value = indicators.headline(con, fb).get(key)
+            base_value = headline(base).get(key)
             if base_value is not None:
                 points.append((base, float(base_value)))
         traj = trajectory_value(points, year)
@@ -171,4 +181,50 @@ def spaser_table(con: duckdb.DuckDBPyConnection, year: int, filters=None) -> pd.
                 "reason": (cur.get("reasons") or {}).get(key),
             }
         )
+    return pd.DataFrame(rows)
+
+
+def spaser_table(con: duckdb.DuckDBPyConnection, year: int, filters=None) -> pd.DataFrame:
+    """For each targeted indicator in ``year``: label, actual (count basis), actual_value
+    (notified value basis where it exists), target (final), target_year, trajectory,
+    status, previous (year − 1), delta_points."""
+    f = filters or Filters.year(year)
+    return _table(_YearHeadlines(con, f), targets(con), base_year(con), year)
+
+
+def spaser_tables(con: duckdb.DuckDBPyConnection, years, filters) -> dict[int, pd.DataFrame]:
+    """{year: ``spaser_table(con, year, filters)``} for each year in ``years`` (a trajectory
+    chart over the years), each year's headline computed once and shared between tables."""
+    headline = _YearHeadlines(con, filters)
+    tg, base = targets(con), base_year(con)
+    return {int(y): _table(headline, tg, base, int(y)) for y in years}
+
+
+# The instruments a contract's considerations name (DECP wording), by column.
+INSTRUMENTS = {
+    "considerations_sociales": ("Clause sociale", "Critère social", "Marché réservé"),
+    "considerations_environnementales": ("Clause environnementale", "Critère environnemental"),
+}
+
+
+def instrument_rates(con: duckdb.DuckDBPyConnection, filters: Filters) -> pd.DataFrame:
+    """Instrument, Contrats, Taux, Contrats aux considérations connues: the contracts notified
+    under ``filters`` that use each instrument, over those whose considerations are known
+    (empty without contracts)."""
+    contracts = indicators.contracts_table(con, filters)
+    if contracts is None or not len(contracts):
+        return pd.DataFrame()
+    rows = []
+    for col, names in INSTRUMENTS.items():
+        known = contracts[col].dropna()
+        for name in names:
+            n = int(sum(name in list(v) for v in known))
+            rows.append(
+                {
+                    "Instrument": name,
+                    "Contrats": n,
+                    "Taux": n / len(known) if len(known) else None,
+                    "Contrats aux considérations connues": len(known),
+                }
+            )
     return pd.DataFrame(rows)

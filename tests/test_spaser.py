@@ -1,8 +1,12 @@
 """SPASER trajectories and statuses, computed by hand."""
 
+import datetime as dt
+
+import pandas as pd
 import pytest
 
-from analytics import spaser
+from analytics import indicators, spaser
+from analytics.filters import Filters
 
 
 def test_trajectory_linear_from_base_to_target():
@@ -51,3 +55,81 @@ def test_targets_defaults_and_override(con):
         spaser.set_target(con, "social_clause_rate", 2026, 35)
     with pytest.raises(ValueError):
         spaser.set_target(con, "unknown", 2026, 0.3)
+
+
+def _contracts(con, year: int, with_env: int, total: int) -> None:
+    """``total`` contracts notified on 1 June ``year``, ``with_env`` of them with an
+    environmental consideration."""
+    for i in range(total):
+        key = f"C{year}-{i}"
+        con.execute(
+            "INSERT INTO contracts (import_id, seq, contract_key, uid, id, buyer_siret, date_notification, "
+            "amount, holder_count, has_environmental) VALUES (10, $seq, $k, $k, $k, '21590163800019', $d, "
+            "1000, 0, $env)",
+            {"seq": year * 100 + i, "k": key, "d": dt.date(year, 6, 1), "env": i < with_env},
+        )
+
+
+@pytest.fixture
+def env_history(con):
+    """Base year 2022 at 1/4 contracts with an environmental consideration, 2023 at 2/4,
+    2024 at 3/4; one milestone: 100 % in 2026."""
+    _contracts(con, 2022, 1, 4)
+    _contracts(con, 2023, 2, 4)
+    _contracts(con, 2024, 3, 4)
+    spaser.set_base_year(con, 2022)
+    spaser.set_target(con, "environmental_clause_rate", 2026, 1.0)
+    return con
+
+
+def test_base_year_value_is_the_base_years_headline(env_history):
+    con = env_history
+    base = indicators.headline(con, Filters.year(2022))["environmental_clause_rate"]
+    assert base == pytest.approx(1 / 4)
+    row = spaser.spaser_table(con, 2024).set_index("indicator").loc["environmental_clause_rate"]
+    # Trajectory from the base year's actual (25 % in 2022) to 100 % in 2026: +18,75 points a
+    # year, 62,5 % in 2024.
+    assert row["trajectory"] == pytest.approx(base + (1.0 - base) * (2024 - 2022) / (2026 - 2022))
+    assert row["trajectory"] == pytest.approx(0.625)
+    assert row["actual"] == pytest.approx(3 / 4) and row["previous"] == pytest.approx(2 / 4)
+    assert row["status"] == "en avance"
+
+
+def test_each_years_headline_is_computed_once(env_history, monkeypatch):
+    con = env_history
+    seen = []
+    real = indicators.headline
+
+    def counting(c, f):
+        seen.append((f.date_from, f.date_to))
+        return real(c, f)
+
+    monkeypatch.setattr(indicators, "headline", counting)
+    spaser.spaser_table(con, 2024)
+    # 2024, 2023 (previous) and 2022 (base), whatever the number of indicators with targets.
+    assert sorted(seen) == [(dt.date(y, 1, 1), dt.date(y, 12, 31)) for y in (2022, 2023, 2024)]
+    seen.clear()
+    tables = spaser.spaser_tables(con, (2023, 2024, 2025), Filters.year(2025))
+    assert sorted(seen) == [(dt.date(y, 1, 1), dt.date(y, 12, 31)) for y in (2022, 2023, 2024, 2025)]
+    monkeypatch.setattr(indicators, "headline", real)
+    for y, table in tables.items():
+        pd.testing.assert_frame_equal(table, spaser.spaser_table(con, y, Filters.year(2025)))
+
+
+def test_instrument_rates(con):
+    for i, (social, env) in enumerate(
+        [(["Clause sociale"], ["Critère environnemental"]), (["Clause sociale", "Marché réservé"], None)]
+    ):
+        con.execute(
+            "INSERT INTO contracts (import_id, seq, contract_key, uid, id, buyer_siret, date_notification, "
+            "amount, holder_count, considerations_sociales, considerations_environnementales) "
+            "VALUES (10, $i, $k, $k, $k, '21590163800019', DATE '2025-03-01', 1000, 0, $s, $e)",
+            {"i": i, "k": f"K{i}", "s": social, "e": env},
+        )
+    df = spaser.instrument_rates(con, Filters.year(2025)).set_index("Instrument")
+    # Social considerations known on both contracts, environmental ones on the first only.
+    assert df.loc["Clause sociale", "Contrats"] == 2 and df.loc["Clause sociale", "Taux"] == 1.0
+    assert df.loc["Marché réservé", "Taux"] == 0.5
+    assert df.loc["Critère environnemental", "Contrats aux considérations connues"] == 1
+    assert df.loc["Clause environnementale", "Taux"] == 0.0
+    assert not len(spaser.instrument_rates(con, Filters.year(2024)))

@@ -508,3 +508,97 @@ def test_mapping_and_fuzzy_headers(con, tmp_path):
     assert con.execute(
         "SELECT period_date::VARCHAR, hours, beneficiaries FROM insertion_hours"
     ).fetchone() == ("2025-03-31", 70.0, 2)
+
+
+# --- hostile header text: never SQL ------------------------------------------------------
+
+DROP = '"; DROP TABLE x; --'
+
+
+class _RecordingConnection:
+    """A connection that records every SQL text it is given (and delegates the rest)."""
+
+    def __init__(self, con):
+        self._con = con
+        self.sql: list[str] = []
+
+    def execute(self, sql, *args, **kw):
+        self.sql.append(sql)
+        self._con.execute(sql, *args, **kw)
+        return self
+
+    def executemany(self, sql, *args, **kw):
+        self.sql.append(sql)
+        self._con.executemany(sql, *args, **kw)
+        return self
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+def _cell(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _tables(con) -> set[str]:
+    return {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+
+
+@needs_ref
+def test_hostile_headers_are_data_and_never_sql(con, tmp_path):
+    """Headers with quotes, semicolons, a DROP TABLE and non-ASCII text (and headers that
+    look like the generated names c0 / _line) import as data; none reaches the SQL text."""
+    con.execute("CREATE TABLE x (a INTEGER)")  # the table the headers try to drop
+    con.execute("INSERT INTO x VALUES (1)")
+    before = _tables(con)
+    good, bad = siret_of(siren_of(7001)), "73282932000075"  # bad: wrong check digit
+    h_siret = 'N° "SIRET"; DROP TABLE sirene_etablissements; --'
+    h_name = "Dénomination « œuvre » l'établissement; é"
+    heads = [h_siret, DROP, "c0", "_line", "codeCommuneÉtablissement", h_name]
+    sirene = tmp_path / "sirene.csv"
+    sirene.write_text(
+        ";".join(_cell(h) for h in heads) + "\n"
+        f"{good};ENSEIGNE;62.01Z;NN;59350;Société Générale d'œuvres\n"
+        f"{bad};X;;;59350;Autre\n"
+        f"{good};DOUBLON;;;59350;Doublon\n",
+        encoding="utf-8",
+    )
+    mapping = {h_siret: "siret", DROP: "enseigne", "c0": "naf", "_line": "trancheEffectifsEtablissement",
+               h_name: "denominationUniteLegale"}
+    rec = _RecordingConnection(con)
+    r = ingest.import_file(rec, "sirene", sirene, Options(mapping=mapping))
+    assert (r.rows_read, r.rows_loaded, r.rows_rejected, r.rows_duplicate) == (3, 1, 1, 1)
+    assert con.execute(
+        "SELECT siret, enseigne, naf, tranche_effectifs, commune_code FROM sirene_etablissements"
+    ).fetchone() == (good, "ENSEIGNE", "62.01Z", "NN", "59350")
+    assert con.execute("SELECT denomination FROM sirene_unites").fetchone()[0] == "Société Générale d'œuvres"
+    assert [(x["column"], x["raw_value"]) for x in r.rejected_sample] == [(h_siret, bad)]
+
+    # a list of structures and an ESS list with hostile headers too
+    h_kind = "Type'); DROP TABLE structures; --"
+    heads = ['SIRET ; "n°"', DROP, h_kind, "c1", "_line", "Code postal"]
+    structures = tmp_path / "structures.csv"
+    structures.write_text(
+        ";".join(_cell(h) for h in heads) + "\n"
+        f"{good};Ésat « Les Près »;ACI;source;9;59000\n"
+        f"{siret_of(siren_of(7002))};Autre;PAS UN TYPE;;;59000\n",
+        encoding="utf-8",
+    )
+    r = ingest.import_file(rec, "structures", structures, Options(
+        mapping={'SIRET ; "n°"': "siret", DROP: "name", h_kind: "kind", "c1": "source"}))
+    assert (r.rows_loaded, r.rows_rejected) == (1, 1)
+    assert con.execute("SELECT name, kind, source, postcode FROM structures").fetchone() == (
+        "Ésat « Les Près »", "ACI", "source", "59000")
+    assert [(x["column"], x["raw_value"]) for x in r.rejected_sample] == [(h_kind, "PAS UN TYPE")]
+    ess = tmp_path / f"ess{DROP}.csv"
+    ess.write_text(f"{_cell(DROP)};{_cell(h_name)}\n{siren_of(7003)};Asso\n12;Bad\n", encoding="utf-8")
+    r = ingest.import_file(rec, "ess", ess, Options(mapping={DROP: "siren", h_name: "name"}))
+    assert (r.rows_loaded, r.rows_rejected) == (1, 1)
+    assert r.rejected_sample[0]["column"] == DROP
+    assert con.execute("SELECT name, source FROM ess_list").fetchone() == ("Asso", ess.name)
+
+    assert _tables(con) == before and con.execute("SELECT a FROM x").fetchall() == [(1,)]
+    texts = "\n".join(rec.sql)
+    for h in (h_siret, h_name, h_kind, 'SIRET ; "n°"', DROP, "TABLE x", "Dénomination", "œuvre"):
+        assert h not in texts, h

@@ -22,7 +22,6 @@ import duckdb
 from analytics.ingest.common import ImportRefused, LoadCounts, Options, norm_header
 from analytics.ingest.sirene import (
     _col,
-    _sql_literal,
     id_sql,
     insert_rejects,
     match_headers,
@@ -139,15 +138,17 @@ def load(con: duckdb.DuckDBPyConnection, import_id: int, path: Path, options: Op
             )
         if tab.rows == 0:
             raise ImportRefused("Le fichier de suivi ne contient aucune ligne.")
-        return _load(con, import_id, found, tab.rows, tab.numeric)
+        return _load(con, import_id, found, tab)
     finally:
         for t in ("_ins_raw", "_ins_ok"):
             con.execute(f"DROP TABLE IF EXISTS {t}")
 
 
-def _load(con, import_id: int, found: dict, n_rows: int, numeric) -> LoadCounts:
-    c = lambda f: _col(found, f)  # noqa: E731
-    siret = id_sql(found, "holder_siret", 14, numeric)
+def _load(con, import_id: int, found: dict, tab) -> LoadCounts:
+    n_rows = tab.rows
+    cols = tab.cols(found)  # field -> generated column c<i>: no header text in the SQL
+    c = lambda f: _col(cols, f)  # noqa: E731
+    siret = id_sql(cols, "holder_siret", 14, tab.numeric_fields(found))
     benef = f"try_cast(replace(regexp_replace({c('beneficiaries')}, '[\\s\u00a0\u202f]', '', 'g'), ',', '.') AS DOUBLE)"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _ins_ok AS
@@ -177,22 +178,23 @@ def _load(con, import_id: int, found: dict, n_rows: int, numeric) -> LoadCounts:
             WHEN isinf(hours) OR isnan(hours) THEN 'Nombre d''heures illisible'
         END"""
     )
-    col_of = {
-        "N° de marché manquant": found["contract_id"],
-        "Période manquante": found["period"],
-        "Période illisible (attendu JJ/MM/AAAA, MM/AAAA ou AAAA)": found["period"],
-    }
-    col_case = " ".join(f"WHEN {_sql_literal(k)} THEN {_sql_literal(v)}" for k, v in col_of.items())
+    # the header of the column at fault: the headers go as parameters
     blank = "Ligne vide"
     # blank lines (all three fields empty, e.g. a total line) are skipped without reject
     rejected = insert_rejects(
         con, import_id,
-        f"""SELECT _line AS line_number,
-                   CASE reason {col_case} ELSE {_sql_literal(found['hours'])} END AS column_name,
+        """SELECT _line AS line_number,
+                   CASE reason WHEN 'N° de marché manquant' THEN $contract_col::VARCHAR
+                        WHEN 'Période manquante' THEN $period_col::VARCHAR
+                        WHEN 'Période illisible (attendu JJ/MM/AAAA, MM/AAAA ou AAAA)'
+                            THEN $period_col::VARCHAR
+                        ELSE $hours_col::VARCHAR END AS column_name,
                    CASE WHEN reason LIKE 'N°%' THEN contract_id
                         WHEN reason LIKE 'Période%' THEN period_raw ELSE hours_raw END AS raw_value,
                    reason
-            FROM _ins_ok WHERE reason IS NOT NULL AND reason <> {_sql_literal(blank)}""",
+            FROM _ins_ok WHERE reason IS NOT NULL AND reason <> $blank""",
+        {"contract_col": found["contract_id"], "period_col": found["period"],
+         "hours_col": found["hours"], "blank": blank},
     )
     blanks = con.execute(
         "SELECT count(*) FROM _ins_ok WHERE reason = $b", {"b": blank}

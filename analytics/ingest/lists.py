@@ -17,7 +17,6 @@ import duckdb
 from analytics.ingest.common import ImportRefused, LoadCounts, Options
 from analytics.ingest.sirene import (
     _col,
-    _sql_literal,
     id_sql,
     insert_rejects,
     match_headers,
@@ -119,20 +118,24 @@ def load_structures(
             raise ImportRefused(f"Type de structure inconnu « {default_kind} ».")
         if tab.rows == 0:
             raise ImportRefused("La liste ne contient aucune ligne.")
-        return _load_structures(con, import_id, found, default_kind, tab.rows, Path(path).name,
-                                tab.numeric)
+        return _load_structures(con, import_id, found, tab, default_kind, Path(path).name)
     finally:
         for t in ("_struct_raw", "_struct_ok", "_kind_names"):
             con.execute(f"DROP TABLE IF EXISTS {t}")
 
 
-def _load_structures(con, import_id, found, default_kind, n_rows, file_name, numeric) -> LoadCounts:
-    c = lambda f: _col(found, f)  # noqa: E731
+def _load_structures(con, import_id, found, tab, default_kind, file_name) -> LoadCounts:
+    cols = tab.cols(found)  # field -> generated column c<i>: no header text in the SQL
+    c = lambda f: _col(cols, f)  # noqa: E731
     con.execute("CREATE OR REPLACE TEMP TABLE _kind_names (label VARCHAR, kind VARCHAR)")
     con.executemany("INSERT INTO _kind_names VALUES (?, ?)", list(KIND_NAMES.items()))
-    siret = id_sql(found, "siret", 14, numeric)
-    kind_raw = c("kind") if "kind" in found else _sql_literal(default_kind)
-    kind_raw = f"coalesce({kind_raw}, {_sql_literal(default_kind)})" if default_kind and "kind" in found else kind_raw
+    siret = id_sql(cols, "siret", 14, tab.numeric_fields(found))
+    # the default kind (checked against KIND_NAMES) and the file name are parameters
+    params = {"file": file_name}
+    if default_kind:
+        params["default_kind"] = default_kind
+    kind_raw = c("kind") if "kind" in found else "$default_kind::VARCHAR"
+    kind_raw = f"coalesce({kind_raw}, $default_kind::VARCHAR)" if default_kind and "kind" in found else kind_raw
     family = ("CASE WHEN kn.kind IN ('EI', 'AI', 'ACI', 'ETTI', 'EITI', 'GEIQ') THEN 'insertion' "
               "WHEN kn.kind IN ('EA', 'EATT', 'ESAT') THEN 'handicap' END")
     con.execute(
@@ -151,16 +154,17 @@ def _load_structures(con, import_id, found, default_kind, n_rows, file_name, num
                {_float(c('longitude'))} AS longitude,
                {_float(c('latitude'))} AS latitude,
                upper({c('naf')}) AS naf,
-               coalesce({c('source')}, {_sql_literal(file_name)}) AS source
+               coalesce({c('source')}, $file::VARCHAR) AS source
         FROM _struct_raw r
-        LEFT JOIN _kind_names kn ON kn.label = {_norm_text(kind_raw)}"""
+        LEFT JOIN _kind_names kn ON kn.label = {_norm_text(kind_raw)}""",
+        params,
     )
     allowed = "EI, AI, ACI, ETTI, EITI, GEIQ, EA, EATT, ESAT"
     rejected = insert_rejects(
         con, import_id,
         f"""SELECT _line AS line_number,
-                   CASE WHEN NOT coalesce(_siret_ok, false) THEN {_sql_literal(found['siret'])}
-                        ELSE {_sql_literal(found.get('kind', 'type'))} END AS column_name,
+                   CASE WHEN NOT coalesce(_siret_ok, false) THEN $siret_col::VARCHAR
+                        ELSE $kind_col::VARCHAR END AS column_name,
                    CASE WHEN NOT coalesce(_siret_ok, false) THEN _siret_raw ELSE _kind_raw END
                        AS raw_value,
                    CASE WHEN _siret_raw IS NULL THEN 'SIRET manquant'
@@ -170,6 +174,7 @@ def _load_structures(con, import_id, found, default_kind, n_rows, file_name, num
                         WHEN _kind_raw IS NULL THEN 'Type de structure manquant ({allowed})'
                         ELSE 'Type de structure inconnu : {allowed} attendus' END AS reason
             FROM _struct_ok WHERE NOT coalesce(_siret_ok, false) OR _kind IS NULL""",
+        {"siret_col": found["siret"], "kind_col": found.get("kind", "type")},
     )
     # commune from postcode + city when the file has no commune code (name match, else the
     # most populated commune of the postcode)
@@ -203,7 +208,7 @@ def _load_structures(con, import_id, found, default_kind, n_rows, file_name, num
         ).fetchall()
     )
     return LoadCounts(
-        rows_read=n_rows, rows_loaded=loaded, rows_rejected=rejected,
+        rows_read=tab.rows, rows_loaded=loaded, rows_rejected=rejected,
         rows_duplicate=valid - loaded, details={"kinds": kinds, "columns": sorted(found)},
     )
 
@@ -217,28 +222,31 @@ def load_ess(con: duckdb.DuckDBPyConnection, import_id: int, path: Path, options
             _refuse_missing("SIRET ou SIREN", tab.headers, "siret ou siren")
         if tab.rows == 0:
             raise ImportRefused("La liste ne contient aucune ligne.")
-        c = lambda f: _col(found, f)  # noqa: E731
-        siret = id_sql(found, "siret", 14, tab.numeric)
-        siren = id_sql(found, "siren", 9, tab.numeric)
+        cols = tab.cols(found)  # field -> generated column c<i>: no header text in the SQL
+        c = lambda f: _col(cols, f)  # noqa: E731
+        numeric = tab.numeric_fields(found)
+        siret = id_sql(cols, "siret", 14, numeric)
+        siren = id_sql(cols, "siren", 9, numeric)
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _ess_ok AS
             SELECT r._line, {c('siret')} AS _siret_raw, {c('siren')} AS _siren_raw,
                    CASE WHEN {siret_valid_sql('(' + siret + ')')} THEN {siret} END AS _siret,
                    CASE WHEN {siren_valid_sql('(' + siren + ')')} THEN {siren} END AS _siren,
                    {c('name')} AS name, upper({c('label')}) AS label,
-                   coalesce({c('source')}, {_sql_literal(Path(path).name)}) AS source
-            FROM _ess_raw r"""
+                   coalesce({c('source')}, $file::VARCHAR) AS source
+            FROM _ess_raw r""",
+            {"file": Path(path).name},
         )
-        col_name = _sql_literal(found.get("siret") or found.get("siren"))
         rejected = insert_rejects(
             con, import_id,
-            f"""SELECT _line AS line_number, {col_name} AS column_name,
+            """SELECT _line AS line_number, $col::VARCHAR AS column_name,
                        coalesce(_siret_raw, _siren_raw) AS raw_value,
                        CASE WHEN _siret_raw IS NULL AND _siren_raw IS NULL
                                 THEN 'SIRET et SIREN manquants'
                             WHEN _siret_raw IS NOT NULL THEN 'SIRET invalide'
                             ELSE 'SIREN invalide' END AS reason
                 FROM _ess_ok WHERE _siret IS NULL AND _siren IS NULL""",
+            {"col": found.get("siret") or found.get("siren")},
         )
         con.execute(
             """INSERT INTO ess_list (import_id, siret, siren, name, label, source)

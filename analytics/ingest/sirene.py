@@ -4,7 +4,9 @@ Any subset of the official columns that contains ``siret`` (establishments, with
 legal-unit columns too when the extract carries them) or only ``siren`` (legal units),
 as CSV (any delimiter, UTF-8 / cp1252 / UTF-16, or zipped) or Parquet, up to millions
 of rows: the file is read by DuckDB (``read_csv`` / ``read_parquet``, every column as
-text) and loaded with set-based SQL, never a Python loop per row. Identifiers are
+text, renamed ``c0``, ``c1``… by position as it is read: the file's header text never
+appears in SQL, headers are matched to fields in Python and reported as $parameters) and
+loaded with set-based SQL, never a Python loop per row. Identifiers are
 checked in SQL (Luhn, with La Poste's exception for SIRET; the expressions are tested
 against python-stdnum); invalid rows are rejected with their reason.
 
@@ -14,10 +16,11 @@ This module also holds the tabular reader shared by the list and insertion impor
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -45,22 +48,50 @@ from analytics.ingest.common import (
 
 @dataclass
 class Tabular:
-    """A file read into the temp table ``table``: its headers, and the line-number column."""
+    """A file read into the temp table ``table``: its headers, and the line-number column.
+
+    The table's columns are generated names (``c0``, ``c1``… by position in the file, plus
+    ``_line``): the file's header text never appears in SQL. ``names`` maps each loaded
+    header to its column; ``cols()`` turns a field -> header match into field -> column.
+    """
 
     table: str
     headers: list[str]
     rows: int
     fmt: str  # csv | parquet | xlsx
     numeric: frozenset[str] = frozenset()  # Parquet / Excel columns holding numbers (zeros lost)
+    names: dict[str, str] = field(default_factory=dict)  # loaded header -> generated column
+
+    def cols(self, found: dict[str, str]) -> dict[str, str]:
+        """field -> generated column name, for a field -> header match."""
+        return {f: self.names[h] for f, h in found.items() if h in self.names}
+
+    def numeric_fields(self, found: dict[str, str]) -> set[str]:
+        """The fields whose column holds numbers (an identifier there lost its zeros)."""
+        return {f for f, h in found.items() if h in self.numeric}
 
 
-def _qi(name: str) -> str:
-    """Quote an identifier (a header read from the file): data, never SQL."""
-    return '"' + name.replace('"', '""') + '"'
+_GENERATED = re.compile(r"c[0-9]+")
 
 
-def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+def _gen(i: int) -> str:
+    """The generated name of the file's column at position ``i`` (0-based)."""
+    return f"c{int(i)}"
+
+
+def _checked(name: str) -> str:
+    """A generated column name, checked: only ``c<digits>`` ever goes into SQL text."""
+    if not _GENERATED.fullmatch(name):
+        raise ValueError(f"nom de colonne non généré : {name!r}")
+    return name
+
+
+def _positions(headers: list[str], keep: list[str]) -> list[int]:
+    """Positions of the kept headers (the first one of a repeated header)."""
+    first: dict[str, int] = {}
+    for i, h in enumerate(headers):
+        first.setdefault(h, i)
+    return sorted({first[h] for h in keep if h in first})
 
 
 def _detect_delimiter(path: Path) -> str:
@@ -121,17 +152,18 @@ def read_tabular(
             with open(path, "rb") as f:
                 kind = sniff_kind(f.read(8192))
         if kind == "parquet":
-            src = f"read_parquet({_sql_literal(str(path))})"
+            src = "read_parquet($p)"
+            params = {"p": str(path)}
             fmt = "parquet"
         elif kind == "text":
             enc = detect_file_encoding(path)
             path = transcode_to_utf8(path, enc, workdir) if enc != "utf-8" else path
-            delim = _detect_delimiter(path)
+            # path and delimiter are parameters; every option is ours
             src = (
-                f"read_csv({_sql_literal(str(path))}, delim={_sql_literal(delim)}, header=true,"
-                " all_varchar=true, quote='\"', escape='\"', null_padding=true,"
-                " strict_mode=false, sample_size=20480)"
+                "read_csv($p, delim=$d, header=true, all_varchar=true, quote='\"', escape='\"',"
+                " null_padding=true, strict_mode=false, sample_size=20480"
             )
+            params = {"p": str(path), "d": _detect_delimiter(path)}
             fmt = "csv"
         elif kind in ("html", "xml"):
             raise ImportRefused("Le fichier est une page HTML/XML, pas un tableau CSV, Excel ou Parquet.")
@@ -142,35 +174,47 @@ def read_tabular(
         else:
             raise ImportRefused("Le fichier n'est pas un fichier texte, Excel ou Parquet lisible.")
         try:
-            described = con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()
+            described = con.execute(
+                f"DESCRIBE SELECT * FROM {src}{')' if fmt == 'csv' else ''}", params
+            ).fetchall()
         except duckdb.Error as exc:
             raise ImportRefused(f"Fichier illisible : {_short(exc)}") from None
         headers = [r[0] for r in described]
-        types = {r[0]: r[1] for r in described}
+        types = [r[1] for r in described]
         keep = columns(headers) if columns else headers
+        positions = _positions(headers, keep)
+        if fmt == "csv":
+            # the file's columns renamed c0…cN as they are read
+            params["n"] = [_gen(i) for i in range(len(headers))]
+            src = f"{src}, names=$n)"
+        else:
+            # Parquet: positional references (#1…) renamed c<i>; only the kept ones are read
+            inner = ", ".join(f"#{i + 1} AS {_gen(i)}" for i in positions)
+            src = f"(SELECT {inner or '1 AS _none'} FROM {src})"
         cols = ["row_number() OVER () + 1 AS _line"]  # order-preserving: file line number
-        for h in keep:
-            if fmt == "parquet" and types.get(h, "VARCHAR") != "VARCHAR":
-                typ = types[h]
-                if typ in ("DOUBLE", "FLOAT") or typ.startswith("DECIMAL"):
+        numeric = set()
+        for i in positions:
+            c = _gen(i)
+            if fmt == "parquet" and types[i] != "VARCHAR":
+                numeric.add(headers[i])
+                if types[i] in ("DOUBLE", "FLOAT") or types[i].startswith("DECIMAL"):
                     # integral values written as floats by pandas: 5710.0 -> 5710
-                    expr = (f"CASE WHEN {_qi(h)} = trunc({_qi(h)}) THEN "
-                            f"CAST(CAST({_qi(h)} AS HUGEINT) AS VARCHAR) "
-                            f"ELSE CAST({_qi(h)} AS VARCHAR) END")
+                    expr = (f"CASE WHEN {c} = trunc({c}) THEN CAST(CAST({c} AS HUGEINT) AS VARCHAR) "
+                            f"ELSE CAST({c} AS VARCHAR) END")
                 else:
-                    expr = f"CAST({_qi(h)} AS VARCHAR)"
-                cols.append(f"{expr} AS {_qi(h)}")
+                    expr = f"CAST({c} AS VARCHAR)"
+                cols.append(f"{expr} AS {c}")
             else:
-                cols.append(_qi(h))
+                cols.append(c)
         try:
             con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {', '.join(cols)} FROM {src}"
+                f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {', '.join(cols)} FROM {src}", params
             )
         except duckdb.Error as exc:
             raise ImportRefused(f"Fichier illisible : {_short(exc)}") from None
         n = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-        numeric = frozenset(h for h in keep if fmt == "parquet" and types.get(h) != "VARCHAR")
-        return Tabular(table, headers, n, fmt, numeric)
+        names = {headers[i]: _gen(i) for i in positions}
+        return Tabular(table, headers, n, fmt, frozenset(numeric), names)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -215,21 +259,23 @@ def _read_xlsx(con, path: Path, table: str, columns) -> Tabular:
             data.append([_xlsx_text(v) for v in vals])
     finally:
         wb.close()
-    df = pd.DataFrame(data, columns=names, dtype=object)
     keep = columns(names) if columns else names
-    df = df[keep] if keep else df.iloc[:, :0]
-    df["_line"] = range(skipped + 1, skipped + 1 + len(df))
+    positions = _positions(names, keep)
+    # the sheet's columns by position, renamed c<i>: the header text stays out of the SQL
+    df = pd.DataFrame([[row[i] for i in positions] for row in data],
+                      columns=[_gen(i) for i in positions], dtype=object)
+    df["_line"] = range(skipped + 1, skipped + 1 + len(data))
     con.register("_xlsx_df", df)
     try:
-        cols = ", ".join(f"CAST({_qi(c)} AS VARCHAR) AS {_qi(c)}" for c in keep)
+        cols = ", ".join(f"CAST({_gen(i)} AS VARCHAR) AS {_gen(i)}" for i in positions)
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {cols + ', ' if cols else ''}"
             "_line::BIGINT AS _line FROM _xlsx_df"
         )
     finally:
         con.unregister("_xlsx_df")
-    numeric = frozenset(names[i] for i in numeric_cols if names[i] in keep)
-    return Tabular(table, names, len(df), "xlsx", numeric)
+    numeric = frozenset(names[i] for i in numeric_cols if i in positions)
+    return Tabular(table, names, len(data), "xlsx", numeric, {names[i]: _gen(i) for i in positions})
 
 
 def _xlsx_text(v):
@@ -341,11 +387,12 @@ _UNIT_FACTS = ("denomination", "nom", "categorie_juridique", "categorie_entrepri
                "etat_ul", "nic_siege")
 
 
-def _col(found: dict[str, str], field_name: str, alias: str = "r") -> str:
-    """The (quoted) source column of a field, trimmed, or NULL."""
-    h = found.get(field_name)
+def _col(cols: dict[str, str], field_name: str, alias: str = "r") -> str:
+    """The source column of a field (``cols``: field -> generated name c<i>, see
+    ``Tabular.cols``), trimmed, or NULL."""
+    c = cols.get(field_name)
     prefix = f"{alias}." if alias else ""
-    return f"nullif(trim({prefix}{_qi(h)}), '')" if h else "NULL::VARCHAR"
+    return f"nullif(trim({prefix}{_checked(c)}), '')" if c else "NULL::VARCHAR"
 
 
 def _flag_on(x: str) -> str:
@@ -377,9 +424,9 @@ def _commune(x: str) -> str:
             f"ELSE upper({x}) END")
 
 
-def _unit_select(found: dict[str, str], siren_expr: str, nic_expr: str | None = None) -> str:
+def _unit_select(cols: dict[str, str], siren_expr: str, nic_expr: str | None = None) -> str:
     """Columns of sirene_unites (after import_id) from the raw row r."""
-    c = lambda f: _col(found, f)  # noqa: E731
+    c = lambda f: _col(cols, f)  # noqa: E731
     person = (f"nullif(trim(concat_ws(' ', coalesce({c('prenom_usuel')}, {c('prenom1')}), "
               f"coalesce({c('nom_usage')}, {c('nom')}))), '')")
     return ", ".join([
@@ -423,12 +470,14 @@ def load(con: duckdb.DuckDBPyConnection, import_id: int, path: Path, options: Op
         raise ImportRefused("L'extrait SIRENE ne contient aucune ligne.")
     progress("Contrôle des identifiants", 0.3)
     has_unit = any(f in found for f in _UNIT_FACTS)
-    numeric = {f for f, h in found.items() if h in tab.numeric}
+    numeric = tab.numeric_fields(found)
+    cols = tab.cols(found)
     try:
         if "siret" in found:
-            counts = _load_etablissements(con, import_id, found, has_unit, tab.rows, numeric)
+            counts = _load_etablissements(con, import_id, cols, has_unit, tab.rows, numeric,
+                                          found["siret"])
         else:
-            counts = _load_unites(con, import_id, found, tab.rows, numeric)
+            counts = _load_unites(con, import_id, cols, tab.rows, numeric, found["siren"])
     finally:
         con.execute("DROP TABLE IF EXISTS _sirene_raw")
         con.execute("DROP TABLE IF EXISTS _sirene_ok")
@@ -438,21 +487,21 @@ def load(con: duckdb.DuckDBPyConnection, import_id: int, path: Path, options: Op
     return counts
 
 
-def id_sql(found: dict, field_name: str, width: int, numeric) -> str:
-    """An identifier column as text digits: a numeric Parquet / Excel column (its header
-    in ``numeric``) gets its leading zeros back."""
-    col = _col(found, field_name)
-    if found.get(field_name) in numeric or field_name in numeric:
+def id_sql(cols: dict, field_name: str, width: int, numeric) -> str:
+    """An identifier column as text digits: a numeric Parquet / Excel column (its field
+    in ``numeric``, see ``Tabular.numeric_fields``) gets its leading zeros back."""
+    col = _col(cols, field_name)
+    if field_name in numeric:
         return (f"CASE WHEN regexp_full_match({col}, '[0-9]{{1,{width}}}') "
                 f"THEN lpad({col}, {width}, '0') ELSE {digits_sql(col, width)} END")
     return digits_sql(col, width)
 
 
-def _load_etablissements(con, import_id: int, found: dict, has_unit: bool, n_rows: int,
-                         numeric: set) -> LoadCounts:
-    c = lambda f: _col(found, f)  # noqa: E731
-    siret = id_sql(found, "siret", 14, numeric)
-    siren_in = id_sql(found, "siren", 9, numeric)
+def _load_etablissements(con, import_id: int, cols: dict, has_unit: bool, n_rows: int,
+                         numeric: set, siret_header: str) -> LoadCounts:
+    c = lambda f: _col(cols, f)  # noqa: E731
+    siret = id_sql(cols, "siret", 14, numeric)
+    siren_in = id_sql(cols, "siren", 9, numeric)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _sirene_ok AS
         SELECT * EXCLUDE (_n), {siret_valid_num_sql('_siret', '_n')} AS ok FROM (
@@ -464,13 +513,14 @@ def _load_etablissements(con, import_id: int, found: dict, has_unit: bool, n_row
     )
     rejected = insert_rejects(
         con, import_id,
-        f"""SELECT _line AS line_number, {_sql_literal(found['siret'])} AS column_name,
-                   {_col(found, 'siret', '')} AS raw_value,
+        f"""SELECT _line AS line_number, $col::VARCHAR AS column_name,
+                   {_col(cols, 'siret', '')} AS raw_value,
                    CASE WHEN _siret IS NULL OR _siret = '' THEN 'SIRET manquant'
                         WHEN NOT regexp_full_match(_siret, '[0-9]{{14}}')
                             THEN 'SIRET invalide : 14 chiffres attendus'
                         ELSE 'SIRET invalide : clé de contrôle (Luhn) erronée' END AS reason
             FROM _sirene_ok WHERE NOT coalesce(ok, false)""",
+        {"col": siret_header},
     )
     # one row per SIRET (the first in the file); the others are counted as duplicates
     etab_cols = ", ".join([
@@ -508,7 +558,7 @@ def _load_etablissements(con, import_id: int, found: dict, has_unit: bool, n_row
         siege_nic = (f"coalesce({_nic(c('nic_siege'))}, "
                      f"max(CASE WHEN {_flag_on(c('siege'))} THEN right(_siret, 5) END) "
                      "OVER (PARTITION BY left(_siret, 9)))")
-        unit_cols = _unit_select(found, "left(_siret, 9)", siege_nic)
+        unit_cols = _unit_select(cols, "left(_siret, 9)", siege_nic)
         con.execute(
             f"""INSERT INTO sirene_unites
             (import_id, siren, denomination, categorie_juridique, categorie_entreprise,
@@ -530,8 +580,9 @@ def _load_etablissements(con, import_id: int, found: dict, has_unit: bool, n_row
     )
 
 
-def _load_unites(con, import_id: int, found: dict, n_rows: int, numeric: set) -> LoadCounts:
-    siren = id_sql(found, "siren", 9, numeric)
+def _load_unites(con, import_id: int, cols: dict, n_rows: int, numeric: set,
+                 siren_header: str) -> LoadCounts:
+    siren = id_sql(cols, "siren", 9, numeric)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _sirene_ok AS
         SELECT r._line, {siren} AS siren_clean, r.* EXCLUDE (_line),
@@ -540,20 +591,21 @@ def _load_unites(con, import_id: int, found: dict, n_rows: int, numeric: set) ->
     )
     rejected = insert_rejects(
         con, import_id,
-        f"""SELECT _line AS line_number, {_sql_literal(found['siren'])} AS column_name,
-                   {_col(found, 'siren', '')} AS raw_value,
+        f"""SELECT _line AS line_number, $col::VARCHAR AS column_name,
+                   {_col(cols, 'siren', '')} AS raw_value,
                    CASE WHEN siren_clean IS NULL OR siren_clean = '' THEN 'SIREN manquant'
                         WHEN NOT regexp_full_match(siren_clean, '[0-9]{{9}}')
                             THEN 'SIREN invalide : 9 chiffres attendus'
                         ELSE 'SIREN invalide : clé de contrôle (Luhn) erronée' END AS reason
             FROM _sirene_ok WHERE NOT coalesce(ok, false)""",
+        {"col": siren_header},
     )
     con.execute(
         f"""INSERT INTO sirene_unites
         (import_id, siren, denomination, categorie_juridique, categorie_entreprise,
          tranche_effectifs, naf, ess, societe_mission, etat, nic_siege)
         SELECT $i, * EXCLUDE (_line) FROM (
-            SELECT r._line, {_unit_select(found, 'siren_clean')} FROM _sirene_ok r WHERE ok
+            SELECT r._line, {_unit_select(cols, 'siren_clean')} FROM _sirene_ok r WHERE ok
         ) QUALIFY row_number() OVER (PARTITION BY siren ORDER BY _line) = 1""",
         {"i": import_id},
     )

@@ -56,9 +56,8 @@ SQL_WORDS = re.compile(
 #     constant table/view name, generated positional column names c0…cN / f_<field>);
 #   * an SQL fragment built the same way by a helper of the module (recursively reviewed);
 #   * an int() / a module constant (MAX_REJECTS_STORED, distance bins, period index);
-#   * in the SIRENE / lists / insertion importers only: a header or file name of the
-#     user's file, as a quoted identifier (sirene._qi doubles ") or a quoted literal
-#     (sirene._sql_literal doubles '): escaped, checked by test_headers_and_file_names_*;
+#   * (the SIRENE / lists / insertion importers now read the file's columns as generated
+#     c0…cN too: headers and file names go as $parameters, see test_headers_and_file_names_*);
 # never a value typed by a user: values go as $parameters.
 REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     # demo: the fixed list of demo tables, to count their rows
@@ -112,18 +111,18 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     ("analytics/ingest/decp.py", "_open_table"): 2,
     ("analytics/ingest/decp.py", "_stage_tabular"): 13,
     ("analytics/ingest/decp.py", "sql_clean_siret_table"): 1,
-    # insertion / lists / SIRENE: header names as _qi() identifiers, headers and file names
-    # as _sql_literal() literals (escaped, see above); temp table names constant
-    ("analytics/ingest/insertion.py", "_load"): 2,
+    # insertion / lists / SIRENE: positional c<i> columns (sirene._gen / _checked) and field
+    # names from the module's dicts; headers and file names are $parameters; temp tables constant
+    ("analytics/ingest/insertion.py", "_load"): 1,
     ("analytics/ingest/insertion.py", "load"): 1,
     ("analytics/ingest/lists.py", "_load_structures"): 3,
-    ("analytics/ingest/lists.py", "load_ess"): 3,
+    ("analytics/ingest/lists.py", "load_ess"): 2,
     ("analytics/ingest/lists.py", "load_structures"): 1,
     ("analytics/ingest/sirene.py", "_load_etablissements"): 4,
     ("analytics/ingest/sirene.py", "_load_unites"): 3,
     ("analytics/ingest/sirene.py", "_read_xlsx"): 1,
     ("analytics/ingest/sirene.py", "insert_rejects"): 2,
-    ("analytics/ingest/sirene.py", "read_tabular"): 5,
+    ("analytics/ingest/sirene.py", "read_tabular"): 4,
     # mandats: positional c<i> columns and field names from SYNONYMS; read_csv options are
     # int() / generated / $parameters (path, delimiter); int(exercice) checked in range
     ("analytics/ingest/mandats.py", "_create_raw"): 1,

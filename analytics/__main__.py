@@ -32,6 +32,20 @@ def _progress(message: str, fraction: float) -> None:
     sys.stderr.flush()
 
 
+_STAGE = {"last": None}  # the stage last written by _progress_lines
+
+
+def _progress_lines(message: str, fraction: float) -> None:
+    """Progress for --json runs: one plain line per stage on stderr (``[12%] Lecture des
+    lignes``), stdout keeping only the JSON document."""
+    if message == _STAGE["last"]:
+        return  # the same stage advancing (e.g. rows of a workbook): one line is enough
+    _STAGE["last"] = message
+    pct = max(0, min(100, int(fraction * 100 + 0.5)))
+    sys.stderr.write(f"[{pct}%] {message}\n")
+    sys.stderr.flush()
+
+
 def _end_progress() -> None:
     if _PROGRESS["open"]:
         sys.stderr.write("\n")
@@ -103,11 +117,12 @@ def cmd_import(con, args) -> int:
         mapping=load_mapping(args.mapping),
         strict=args.strict,
         who=args.who,
-        progress=None if args.json else _progress,
+        progress=_progress_lines if args.json else _progress,  # stderr either way
         extra=extra,
     )
     result = ingest.import_file(con, args.kind, args.file, options)
     if args.json:
+        _progress_lines("Import terminé", 1.0)  # after the re-classification and the ledger
         _print_json(result.as_json())
     else:
         amount = (

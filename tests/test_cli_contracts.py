@@ -612,3 +612,43 @@ def test_import_refusals_leave_the_database_unchanged(built, tmp_path, db_copy):
     assert_refused(cli(db_copy, "import", "mandats", tmp_path / "absent.csv"), "introuvable")
     assert_refused(cli(db_copy, "import", "factures", empty), "choix invalide")
     assert cli_json(db_copy, "imports", "--json") == before
+
+
+# --- import --json: progress on stderr, stdout pure JSON ---------------------------------
+
+PROGRESS_LINE = re.compile(r"\[(\d{1,3})%\] (\S.*)")
+
+
+def _progress_stages(stderr: str) -> list[tuple[int, str]]:
+    """(percent, stage) of every stderr line, each of which must be a progress line."""
+    stages = []
+    for ln in stderr.splitlines():
+        m = PROGRESS_LINE.fullmatch(ln)
+        assert m, f"not a progress line: {ln!r}\n{stderr}"
+        stages.append((int(m[1]), m[2]))
+    return stages
+
+
+def test_import_json_prints_progress_lines_on_stderr(tmp_path):
+    mandats = tmp_path / "mandats.csv"
+    mandats.write_text(MANDATS, encoding="utf-8")
+    db = tmp_path / "p.duckdb"
+    out = cli(db, "import", "mandats", mandats, "--json")
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)  # stdout: the JSON document only
+    assert IMPORT_KEYS <= set(d) and d["rows_loaded"] == 5
+    stages = _progress_stages(out.stderr)
+    names = [s for _, s in stages]
+    assert len(names) >= 4 and len(set(names)) == len(names), names  # one line per stage
+    assert [p for p, _ in stages] == sorted(p for p, _ in stages)
+    assert stages[-1] == (100, "Import terminé")
+    # the referential importers report their stages too
+    csv = tmp_path / "liste.csv"
+    csv.write_text(f"siret;type\n{INSERSOL};ACI\n", encoding="utf-8")
+    out = cli(db, "import", "structures", csv, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["rows_loaded"] == 1
+    assert _progress_stages(out.stderr) == [
+        (0, "Lecture de la liste"), (30, "Contrôle des SIRET et des types"), (100, "Liste chargée"),
+        (100, "Import terminé"),
+    ]

@@ -124,6 +124,8 @@ def _hours_sql(x: str) -> str:
 
 def load(con: duckdb.DuckDBPyConnection, import_id: int, path: Path, options: Options) -> LoadCounts:
     """Import an insertion-hours follow-up file. See the module docstring."""
+    progress = options.progress or (lambda m, f: None)
+    progress("Lecture du suivi des heures", 0.0)
     tab = read_tabular(con, Path(path), "_ins_raw")
     try:
         found = match_headers(tab.headers, FIELDS, options.mapping)
@@ -138,7 +140,10 @@ def load(con: duckdb.DuckDBPyConnection, import_id: int, path: Path, options: Op
             )
         if tab.rows == 0:
             raise ImportRefused("Le fichier de suivi ne contient aucune ligne.")
-        return _load(con, import_id, found, tab)
+        progress("Contrôle des lignes", 0.3)
+        counts = _load(con, import_id, found, tab)
+        progress("Suivi des heures chargé", 1.0)
+        return counts
     finally:
         for t in ("_ins_raw", "_ins_ok"):
             con.execute(f"DROP TABLE IF EXISTS {t}")

@@ -105,6 +105,8 @@ def load_structures(
     from analytics.referential import _ensure_ref_views
 
     _ensure_ref_views(con)
+    progress = options.progress or (lambda m, f: None)
+    progress("Lecture de la liste", 0.0)
     tab = read_tabular(con, Path(path), "_struct_raw")
     found = match_headers(tab.headers, STRUCTURE_FIELDS, options.mapping)
     default_kind = str(options.extra.get("kind") or "").strip().upper() or None
@@ -118,7 +120,10 @@ def load_structures(
             raise ImportRefused(f"Type de structure inconnu « {default_kind} ».")
         if tab.rows == 0:
             raise ImportRefused("La liste ne contient aucune ligne.")
-        return _load_structures(con, import_id, found, tab, default_kind, Path(path).name)
+        progress("Contrôle des SIRET et des types", 0.3)
+        counts = _load_structures(con, import_id, found, tab, default_kind, Path(path).name)
+        progress("Liste chargée", 1.0)
+        return counts
     finally:
         for t in ("_struct_raw", "_struct_ok", "_kind_names"):
             con.execute(f"DROP TABLE IF EXISTS {t}")
@@ -215,6 +220,8 @@ def _load_structures(con, import_id, found, tab, default_kind, file_name) -> Loa
 
 def load_ess(con: duckdb.DuckDBPyConnection, import_id: int, path: Path, options: Options) -> LoadCounts:
     """Import an ESS / ESUS list (SIRET or SIREN per row). See the module docstring."""
+    progress = options.progress or (lambda m, f: None)
+    progress("Lecture de la liste", 0.0)
     tab = read_tabular(con, Path(path), "_ess_raw")
     found = match_headers(tab.headers, ESS_FIELDS, options.mapping)
     try:
@@ -222,6 +229,7 @@ def load_ess(con: duckdb.DuckDBPyConnection, import_id: int, path: Path, options
             _refuse_missing("SIRET ou SIREN", tab.headers, "siret ou siren")
         if tab.rows == 0:
             raise ImportRefused("La liste ne contient aucune ligne.")
+        progress("Contrôle des identifiants", 0.3)
         cols = tab.cols(found)  # field -> generated column c<i>: no header text in the SQL
         c = lambda f: _col(cols, f)  # noqa: E731
         numeric = tab.numeric_fields(found)
@@ -264,6 +272,7 @@ def load_ess(con: duckdb.DuckDBPyConnection, import_id: int, path: Path, options
         valid = con.execute(
             "SELECT count(*) FROM _ess_ok WHERE _siret IS NOT NULL OR _siren IS NOT NULL"
         ).fetchone()[0]
+        progress("Liste chargée", 1.0)
         return LoadCounts(
             rows_read=tab.rows, rows_loaded=loaded, rows_rejected=rejected,
             rows_duplicate=valid - loaded, details={"columns": sorted(found)},

@@ -1585,7 +1585,9 @@ def payment_delays(con: Con, f: Filters) -> pd.DataFrame:
 CONTRACTS_TABLE_SQL = """
 WITH c AS (SELECT * FROM contracts_current c WHERE {where}),
 hs AS (
-    SELECT h.import_id, h.seq, string_agg(h.holder_name, ' ; ' ORDER BY h.holder_rank) AS holders,
+    -- DECP v2 publishes no holder name: the referential's name, else the identifier
+    SELECT h.import_id, h.seq,
+           string_agg(coalesce(h.holder_name, s.name, h.holder_siret), ' ; ' ORDER BY h.holder_rank) AS holders,
            count(*) AS holders_n,
            bool_or(coalesce(s.size_class IN ('TPE', 'PME'), upper(trim(h.categorie)) IN ('PME', 'TPE'), FALSE))
                AS sme

@@ -605,6 +605,23 @@ def test_contract_count_republished_once_and_reused_ids(main):
     assert u1["amount"] == 90000 and u1["holder_count"] == 3  # the later version stands
 
 
+def test_contracts_table_names_holders_without_published_name(main):
+    """DECP v2 publishes holders by identifier only: the table names them from the
+    referential, else shows the identifier."""
+    before = ind.contracts_table(main, Y2025).set_index("contract_key")["holders"]
+    assert before.notna().all()
+    main.execute("UPDATE contract_holders SET holder_name = NULL")
+    named = dict(main.execute("SELECT supplier_key, name FROM supplier_class").fetchall())
+    sirets = main.execute(
+        "SELECT c.contract_key, h.holder_rank, h.holder_siret FROM contracts_current c "
+        "JOIN contract_holders h USING (import_id, seq) ORDER BY 1, 2"
+    ).fetchall()
+    after = ind.contracts_table(main, Y2025).set_index("contract_key")["holders"]
+    for key in after.index:
+        expected = " ; ".join(named.get(s) or s for k, _, s in sirets if k == key and s)
+        assert after[key] == expected, key
+
+
 def test_clause_rates(main):
     h = ind.headline(main, Y2025)
     # considerations known for U1, LOT 1000 and K4 (LOT 2000: unknown, out of the denominator)

@@ -41,9 +41,10 @@ REJECTED_SQL = """
 """
 MONTHS_SQL = """
     SELECT DISTINCT strftime(d, '%Y-%m') AS m FROM (
-        SELECT spend_date AS d FROM mandats WHERE spend_date IS NOT NULL
+        -- the distinct days first: strftime on a few thousand values, not on every line
+        SELECT DISTINCT spend_date AS d FROM mandats WHERE spend_date IS NOT NULL
         UNION ALL
-        SELECT date_notification FROM contracts WHERE date_notification IS NOT NULL
+        SELECT DISTINCT date_notification FROM contracts WHERE date_notification IS NOT NULL
     ) ORDER BY m
 """
 NEW_UNIDENTIFIED_SQL = """
@@ -65,15 +66,26 @@ def _filters(con, month: str, base: Filters | None = None) -> tuple[Filters, Fil
 
 
 def _compute(con, month: str, base: Filters | None = None) -> dict:
+    return _compute_many(con, [month], base)[month]
+
+
+def _compute_many(con, months: list[str], base: Filters | None = None) -> dict[str, dict]:
+    """The month and year-to-date indicators of several months, in one engine call
+    (``indicators.headlines``: one history scan for all the periods)."""
     from analytics import indicators
 
-    f_month, f_ytd = _filters(con, month, base)
+    months = list(dict.fromkeys(months))
+    pairs = [_filters(con, m, base) for m in months]
+    heads = indicators.headlines(con, [f for pair in pairs for f in pair])
     keep = lambda d: {k: d.get(k) for k in HEADLINE_KEYS}  # noqa: E731
     return {
-        "month": keep(indicators.headline(con, f_month)),
-        "ytd": keep(indicators.headline(con, f_ytd)),
-        "territory": str(f_month.territory) if f_month.territory else None,
-        "basis": f_month.basis,
+        m: {
+            "month": keep(heads[2 * i]),
+            "ytd": keep(heads[2 * i + 1]),
+            "territory": str(f_month.territory) if f_month.territory else None,
+            "basis": f_month.basis,
+        }
+        for i, (m, (f_month, _)) in enumerate(zip(months, pairs))
     }
 
 
@@ -174,18 +186,19 @@ def review(con: duckdb.DuckDBPyConnection, month: str) -> dict:
     from analytics import spaser
 
     month_bounds(month)  # validates
-    current = _compute(con, month)
     mine = snapshots(con, month)
     snap = mine[0] if mine else None
     prev_month = _previous_month(month)
     prev_snaps = snapshots(con, prev_month)
-    previous = prev_snaps[0]["indicators"] if prev_snaps else _compute(con, prev_month)
+    last_month = _same_month_last_year(month)
+    computed = _compute_many(con, [month, last_month] + ([] if prev_snaps else [prev_month]))
+    current, last_year = computed[month], computed[last_month]
+    previous = prev_snaps[0]["indicators"] if prev_snaps else computed[prev_month]
     previous_source = (
         f"instantané n° {prev_snaps[0]['snapshot_id']}"
         if prev_snaps
         else "données actuelles (pas d'instantané)"
     )
-    last_year = _compute(con, _same_month_last_year(month))
 
     revisions = []
     if snap is not None:

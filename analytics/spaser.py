@@ -138,9 +138,15 @@ class _YearHeadlines:
     def __init__(self, con: duckdb.DuckDBPyConnection, f: Filters) -> None:
         self.con, self.f, self.done = con, f, {}
 
+    def prefetch(self, years) -> None:
+        """Compute the missing years in one engine call (one history scan for all)."""
+        todo = sorted({int(y) for y in years if y is not None} - set(self.done))
+        heads = indicators.headlines(self.con, [_year_filters(self.f, y) for y in todo])
+        self.done.update(zip(todo, heads))
+
     def __call__(self, year: int) -> dict:
         if year not in self.done:
-            self.done[year] = indicators.headline(self.con, _year_filters(self.f, year))
+            self.prefetch([year])
         return self.done[year]
 
 
@@ -189,7 +195,9 @@ def spaser_table(con: duckdb.DuckDBPyConnection, year: int, filters=None) -> pd.
     (notified value basis where it exists), target (final), target_year, trajectory,
     status, previous (year − 1), delta_points."""
     f = filters or Filters.year(year)
-    return _table(_YearHeadlines(con, f), targets(con), base_year(con), year)
+    headline, base = _YearHeadlines(con, f), base_year(con)
+    headline.prefetch([year, year - 1, base])
+    return _table(headline, targets(con), base, year)
 
 
 def spaser_tables(con: duckdb.DuckDBPyConnection, years, filters) -> dict[int, pd.DataFrame]:
@@ -197,6 +205,7 @@ def spaser_tables(con: duckdb.DuckDBPyConnection, years, filters) -> dict[int, p
     chart over the years), each year's headline computed once and shared between tables."""
     headline = _YearHeadlines(con, filters)
     tg, base = targets(con), base_year(con)
+    headline.prefetch([y for year in years for y in (int(year), int(year) - 1)] + [base])
     return {int(y): _table(headline, tg, base, int(y)) for y in years}
 
 

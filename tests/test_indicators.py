@@ -1005,3 +1005,23 @@ def test_cli_indicators_json(con, db_path):
     d = json.loads(bare.stdout)
     assert d["local_share"] is None and d["reasons"]["local_share"]
     assert d["scope"]["territory"] is None
+
+
+def test_headlines_equal_one_headline_per_period(main):
+    """The batched headlines (one statement per basis and buyer) give each period's headline."""
+    periods = [
+        Y2025,
+        Y2025.previous_year(),
+        Y2025.with_(date_from=D(2025, 3, 1), date_to=D(2025, 3, 31)),
+        Y2025.with_(basis="notified"),
+        Y2025.with_(buyer_siret=BUYER),
+        Y2025.with_(supplier_classes=("ess",)),
+    ]
+    many = ind.headlines(main, periods)
+    assert len(many) == len(periods) and ind.headlines(main, []) == []
+    for f, got in zip(periods, many):
+        one = ind.headline(main, f)
+        assert got.keys() == one.keys()
+        for k in ind.HEADLINE_KEYS:
+            assert got[k] == pytest.approx(one[k]) if one[k] is not None else got[k] is None, (f, k)
+        assert got["reasons"] == one["reasons"] and got["period"] == one["period"]

@@ -97,23 +97,27 @@ def test_base_year_value_is_the_base_years_headline(env_history):
 
 def test_each_years_headline_is_computed_once(env_history, monkeypatch):
     con = env_history
-    seen = []
-    real = indicators.headline
+    calls = []
+    real = indicators.headlines
 
-    def counting(c, f):
-        seen.append((f.date_from, f.date_to))
-        return real(c, f)
+    def counting(c, periods):
+        calls.append([(f.date_from, f.date_to) for f in periods])
+        return real(c, periods)
 
-    monkeypatch.setattr(indicators, "headline", counting)
+    monkeypatch.setattr(indicators, "headlines", counting)
     spaser.spaser_table(con, 2024)
-    # 2024, 2023 (previous) and 2022 (base), whatever the number of indicators with targets.
-    assert sorted(seen) == [(dt.date(y, 1, 1), dt.date(y, 12, 31)) for y in (2022, 2023, 2024)]
-    seen.clear()
+    # 2024, 2023 (previous) and 2022 (base), whatever the number of indicators with targets,
+    # in one engine call.
+    assert calls == [[(dt.date(y, 1, 1), dt.date(y, 12, 31)) for y in (2022, 2023, 2024)]]
+    calls.clear()
     tables = spaser.spaser_tables(con, (2023, 2024, 2025), Filters.year(2025))
-    assert sorted(seen) == [(dt.date(y, 1, 1), dt.date(y, 12, 31)) for y in (2022, 2023, 2024, 2025)]
-    monkeypatch.setattr(indicators, "headline", real)
+    assert calls == [[(dt.date(y, 1, 1), dt.date(y, 12, 31)) for y in (2022, 2023, 2024, 2025)]]
+    monkeypatch.setattr(indicators, "headlines", real)
     for y, table in tables.items():
         pd.testing.assert_frame_equal(table, spaser.spaser_table(con, y, Filters.year(2025)))
+        h = indicators.headline(con, spaser._year_filters(Filters.year(2025), y))
+        expected = pd.Series([h.get(k) for k in table["indicator"]], dtype=float)
+        pd.testing.assert_series_equal(table["actual"].astype(float), expected, check_names=False)
 
 
 def test_instrument_rates(con):

@@ -421,18 +421,27 @@ HT_EXPR = (
 )
 
 PAID_SQL = """
-SELECT m.supplier_key AS supplier_key,
-       coalesce(max(sc.name), max(m.supplier_name)) AS name,
-       max(sc.naf) AS naf,
-       max(sc.departement_code) AS dep,
+WITH a AS (
+    SELECT m.supplier_key,
+           max(m.supplier_name) AS raw_name,
+           sum({ht}) AS spend,
+           sum(CASE WHEN m.amount_ht IS NULL AND m.amount_basis <> 'HT' THEN {ht} ELSE 0 END)
+               AS spend_vat_estimated
+    FROM mandats m
+    WHERE m.spend_date BETWEEN $date_from AND $date_to {where}
+    GROUP BY m.supplier_key
+)
+-- the lines are summed per supplier first, then each supplier's class is joined once
+SELECT a.supplier_key AS supplier_key,
+       coalesce(sc.name, a.raw_name) AS name,
+       sc.naf AS naf,
+       sc.departement_code AS dep,
        {territory} AS in_territory,
        NULL::VARCHAR AS cpv,
-       sum({ht}) AS spend,
-       sum(CASE WHEN m.amount_ht IS NULL AND m.amount_basis <> 'HT' THEN {ht} ELSE 0 END) AS spend_vat_estimated
-FROM mandats m
-LEFT JOIN supplier_class sc ON sc.supplier_key = m.supplier_key
-WHERE m.spend_date BETWEEN $date_from AND $date_to {where}
-GROUP BY m.supplier_key
+       a.spend AS spend,
+       a.spend_vat_estimated AS spend_vat_estimated
+FROM a
+LEFT JOIN supplier_class sc ON sc.supplier_key = a.supplier_key
 """
 
 NOTIFIED_SQL = """
@@ -475,7 +484,9 @@ def _territory_expr(t: Territory | None, notified: bool) -> str:
     if t is None:
         return "NULL::BOOLEAN"
     col = f"sc.{t.column}"  # whitelisted by Territory.column
-    if notified and t.column in HOLDER_COLUMN:
+    if not notified:  # one row per supplier (PAID_SQL joins the class after summing)
+        return f"coalesce(list_contains($territory_codes, {col}), FALSE)"
+    if t.column in HOLDER_COLUMN:
         col = f"coalesce({col}, {HOLDER_COLUMN[t.column]})"
     return f"coalesce(bool_or(list_contains($territory_codes, {col})), FALSE)"
 
@@ -541,7 +552,7 @@ def _filter_classes(con, df: pd.DataFrame, f: Filters) -> pd.DataFrame:
         keys = {
             r[0]
             for r in con.execute(
-                "SELECT supplier_key FROM supplier_class WHERE "
+                "SELECT supplier_key FROM supplier_class sc WHERE "
                 + " OR ".join(f"coalesce({c}, FALSE)" for c in conds)
             ).fetchall()
         }

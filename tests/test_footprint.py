@@ -322,6 +322,17 @@ def test_spend_basis_vat_leak_and_departements(demo_con):
     )
 
 
+def test_supplier_class_filter(demo_con):
+    """The sidebar's supplier classes apply: ESS suppliers only, or local ones (the class
+    query used to name an alias it did not declare, and failed)."""
+    demo_con.execute("UPDATE supplier_class SET ess = (supplier_key = '33333333300033')")
+    t = Territory.parse("dep:59")
+    ess = fp.footprint_json(demo_con, Filters.year(2024, territory=t).with_(supplier_classes=("ess",)))
+    assert ess["spend"]["total"] == pytest.approx(150000)  # cleaning only, HT
+    local = fp.footprint_json(demo_con, Filters.year(2024, territory=t).with_(supplier_classes=("local",)))
+    assert local["spend"]["total"] == pytest.approx(750000)  # works + cleaning, in the Nord
+
+
 def test_jobs_per_million_plausible(demo_con):
     d = fp.footprint_json(demo_con, Filters.year(2024))
     assert d["scope"] == "national"

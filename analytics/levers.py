@@ -256,23 +256,28 @@ def reservation(
 
 UNDER_SQL = """
 WITH lines AS (
-    SELECT m.*, coalesce(m.amount_ht, m.amount / 1.2) AS amount_ht_est,
+    SELECT m.supplier_key, m.amount, coalesce(left(m.nature, 3), '?') AS category,
+           coalesce(m.amount_ht, m.amount / 1.2) AS amount_ht_est,
            coalesce(nullif(trim(m.contract_number), ''),
                     m.supplier_key || '|' || coalesce(m.nature, '') || '|' || year(m.spend_date)) AS purchase
     FROM mandats m WHERE {where}
+), g AS (
+    -- one row per purchase, supplier and category before any join: far fewer than lines
+    SELECT purchase, supplier_key, category, sum(amount) AS amount, sum(amount_ht_est) AS ht
+    FROM lines GROUP BY ALL
 ), purchases AS (
-    SELECT purchase, sum(amount_ht_est) AS ht FROM lines GROUP BY 1
+    SELECT purchase, sum(ht) AS ht FROM g GROUP BY 1
 )
 SELECT CASE WHEN p.ht < $threshold THEN 'under' ELSE 'over' END AS side,
-       coalesce(left(l.nature, 3), '?') AS category,
-       sum(l.amount)::DOUBLE AS spend,
-       sum(l.amount) FILTER (WHERE s.{terr_col} IS NOT NULL AND list_contains($terr_codes, s.{terr_col}))::DOUBLE AS local,
-       sum(l.amount) FILTER (WHERE s.{terr_col} IS NOT NULL)::DOUBLE AS located,
-       sum(l.amount) FILTER (WHERE s.ess)::DOUBLE AS ess,
-       sum(l.amount) FILTER (WHERE s.inclusive_kind IS NOT NULL)::DOUBLE AS inclusive,
-       count(DISTINCT l.purchase) AS purchases
-FROM lines l JOIN purchases p USING (purchase)
-LEFT JOIN supplier_class s ON s.supplier_key = l.supplier_key
+       g.category,
+       sum(g.amount)::DOUBLE AS spend,
+       sum(g.amount) FILTER (WHERE s.{terr_col} IS NOT NULL AND list_contains($terr_codes, s.{terr_col}))::DOUBLE AS local,
+       sum(g.amount) FILTER (WHERE s.{terr_col} IS NOT NULL)::DOUBLE AS located,
+       sum(g.amount) FILTER (WHERE s.ess)::DOUBLE AS ess,
+       sum(g.amount) FILTER (WHERE s.inclusive_kind IS NOT NULL)::DOUBLE AS inclusive,
+       count(DISTINCT g.purchase) AS purchases
+FROM g JOIN purchases p USING (purchase)
+LEFT JOIN supplier_class s ON s.supplier_key = g.supplier_key
 GROUP BY ALL
 """
 

@@ -43,7 +43,8 @@ sector
     mission from the legal unit.
 name
     SIRENE denomination (legal unit, else establishment's usual name / sign) >
-    structure name > most frequent name in the data.
+    structure name (imported list, else shipped SIAE list) > most frequent name in the
+    data (payments and contract holders) > name in an imported ESS / ESUS list.
 Name-only suppliers (``NOM:`` keys) match no referential: location and ESS stay NULL.
 """
 
@@ -369,6 +370,16 @@ ess_l AS (
     SELECT DISTINCT siren FROM ess_list
     WHERE siren IN (SELECT siren FROM k WHERE siren IS NOT NULL)
 ),
+ess_name AS (
+    -- the name an ESS / ESUS list gives: the line of the same SIRET, else a line of the
+    -- SIREN without SIRET, else another establishment's; latest import first
+    SELECT k.supplier_key,
+           first(trim(e.name) ORDER BY CASE WHEN e.siret = k.siret THEN 0 WHEN e.siret IS NULL THEN 1
+                 ELSE 2 END, e.import_id DESC, trim(e.name)) AS name
+    FROM k JOIN ess_list e ON e.siren = k.siren
+    WHERE nullif(trim(e.name), '') IS NOT NULL
+    GROUP BY k.supplier_key
+),
 b AS (
     SELECT k.supplier_key, k.siret, k.siren,
         -- candidate locations by source, communes mapped to the current commune
@@ -388,7 +399,7 @@ b AS (
         -- facts
         coalesce(nullif(trim(unit.denomination), ''), nullif(trim(etab.denomination_usuelle), ''),
                  nullif(trim(etab.enseigne), ''), nullif(trim(struct.name), ''),
-                 nullif(trim(siae.name), ''), data_name.name) AS name,
+                 nullif(trim(siae.name), ''), data_name.name, ess_name.name) AS name,
         unit.siren IS NOT NULL AS unit_known,
         unit.ess AS unit_ess,
         unit.categorie_juridique,
@@ -415,6 +426,7 @@ b AS (
     LEFT JOIN siae ON siae.siret = k.siret
     LEFT JOIN ess_l ON ess_l.siren = k.siren
     LEFT JOIN data_name ON data_name.supplier_key = k.supplier_key
+    LEFT JOIN ess_name ON ess_name.supplier_key = k.supplier_key
     LEFT JOIN data_cp ON data_cp.supplier_key = k.supplier_key
     LEFT JOIN ref_categories_juridiques cj ON cj.code = unit.categorie_juridique
     LEFT JOIN cmap m_sg ON m_sg.code_commune = {sg_com}

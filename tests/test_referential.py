@@ -693,3 +693,43 @@ def test_speed_100k_suppliers(con):
     assert got == n
     located = con.execute("SELECT count(*) FROM supplier_class WHERE location_source = 'sirene'").fetchone()[0]
     assert located == n
+
+
+def test_name_from_ess_list_when_nothing_better(con):
+    """An ESS / ESUS list names a supplier with no SIRENE name and no name in the data;
+    SIRENE and the payments' own name stay first."""
+    a, b, c, d = (siren_of(n) for n in (82001, 82002, 82003, 82004))
+    for sn, siret, name in (
+        (a, siret_of(a), "ASSOCIATION DU LISTE"),
+        (b, siret_of(b), "NOM DE LISTE B"),
+        (c, siret_of(c), "NOM DE LISTE C"),
+        (d, None, "  SIREN SEUL  "),
+        (d, siret_of(d, 2), "AUTRE ETABLISSEMENT"),
+    ):
+        con.execute(
+            "INSERT INTO ess_list (import_id, siret, siren, name, label) VALUES (0, $st, $s, $n, 'ESUS')",
+            {"s": sn, "st": siret, "n": name},
+        )
+    add_unit(con, b, name="DENOMINATION SIRENE")
+    add_mandat(con, siret_of(a))  # a payment without any name
+    add_mandat(con, siret_of(b))
+    add_mandat(con, siret_of(c), name="Nom dans l'export")
+    add_mandat(con, siret_of(d))
+    add_mandat(con, siret_of(d, 2))
+    reclassify(con)
+    assert cls(con, siret_of(a))["name"] == "ASSOCIATION DU LISTE"
+    assert cls(con, siret_of(b))["name"] == "DENOMINATION SIRENE"
+    assert cls(con, siret_of(c))["name"] == "Nom dans l'export"
+    # no line of the same SIRET: the line of the SIREN, trimmed; the other SIRET has its own
+    assert cls(con, siret_of(d))["name"] == "SIREN SEUL"
+    assert cls(con, siret_of(d, 2))["name"] == "AUTRE ETABLISSEMENT"
+    # a SIRET known only through the list
+    e = siren_of(82005)
+    con.execute(
+        "INSERT INTO ess_list (import_id, siret, siren, name, label)"
+        " VALUES (0, NULL, $s, 'SEULE LA LISTE', 'ESUS')",
+        {"s": e},
+    )
+    info = referential.supplier_info(con, siret_of(e))
+    assert (info["name"], info["ess_reason"], info["seen_in_data"]) == ("SEULE LA LISTE", "liste", False)
+    assert referential.supplier_info(con, e)["name"] == "SEULE LA LISTE"

@@ -305,7 +305,6 @@ RAW_FIELDS = (
 )
 TEMP_OBJECTS = (
     "_m_parsed",
-    "_m_keyed",
     "_m_raw",
     "_m_sirets",
     "_m_sirens",
@@ -1071,11 +1070,21 @@ def _base_key(src: Source) -> str:
     return f"CASE WHEN r_mandat_number IS NOT NULL THEN {mandat_key} ELSE {hash_key} END"
 
 
-def _keyed_sql(src: Source, line_expr: str, lines_join: str) -> str:
-    """SELECT of the accepted lines with line number, supplier key, identifiers and base key."""
+def _keyed_sql(src: Source, line_expr: str, lines_join: str, *, keys_only: bool = False) -> str:
+    """SELECT of the accepted lines with line number, supplier key, identifiers and base key.
+
+    ``keys_only``: for the repeated-key check, which reads base_key only. The line numbers
+    are left out (the join with _m_lines is one to one), and a line with a mandat number
+    (its key holds no supplier) does not look its supplier up.
+    """
+    lines = "" if keys_only else lines_join
+    line = "NULL::BIGINT" if keys_only else line_expr
+    probe = {c: f"p.{c}" for c in ("r_supplier_siret", "r_supplier_siren", "r_supplier_name")}
+    if keys_only and "mandat_number" in src.fields:
+        probe = {c: f"CASE WHEN p.r_mandat_number IS NULL THEN p.{c} END" for c in probe}
     return f"""
     SELECT *, {_base_key(src)} AS base_key FROM (
-        SELECT p.*, {line_expr} AS line_number,
+        SELECT p.*, {line} AS line_number,
             si.siret AS supplier_siret,
             coalesce(si.siren, sn.siren) AS supplier_siren,
             b.siret AS buyer_siret,
@@ -1084,37 +1093,43 @@ def _keyed_sql(src: Source, line_expr: str, lines_join: str) -> str:
                  WHEN nullif(nm.norm, '') IS NOT NULL THEN 'NOM:' || nm.norm
                  ELSE 'INCONNU' END AS supplier_key,
             coalesce(b.siret, '') AS scope
-        FROM _m_rows p {lines_join}
-        LEFT JOIN _m_sirets si ON si.raw = p.r_supplier_siret
-        LEFT JOIN _m_sirens sn ON sn.raw = p.r_supplier_siren
-        LEFT JOIN _m_names nm ON nm.raw = p.r_supplier_name
+        FROM _m_rows p {lines}
+        LEFT JOIN _m_sirets si ON si.raw = {probe["r_supplier_siret"]}
+        LEFT JOIN _m_sirens sn ON sn.raw = {probe["r_supplier_siren"]}
+        LEFT JOIN _m_names nm ON nm.raw = {probe["r_supplier_name"]}
         LEFT JOIN _m_buyers b ON b.raw = p.r_buyer_siret
         WHERE NOT p.is_empty AND p.rej_reason IS NULL
     )
     """
 
 
-def _occurrence_sql(keyed: str) -> tuple[str, str]:
+def _occurrence_sql(keyed: str, keys: str) -> tuple[str, str]:
     """(repeated base keys, occurrence numbers of their lines): repeated keys get #2, #3…
-    in file order. Most files have none, so only the repeated ones are sorted."""
-    dups = f"CREATE OR REPLACE TEMP TABLE _m_dups AS SELECT base_key FROM ({keyed}) GROUP BY base_key HAVING count(*) > 1"
+    in file order. Most files have none: the check groups the 64-bit hashes of the keys
+    (``keys``: _keyed_sql(keys_only=True)), and only the lines whose hash is repeated are
+    numbered, by their exact key."""
+    dups = f"CREATE OR REPLACE TEMP TABLE _m_dups AS SELECT hash(base_key) AS h FROM ({keys}) GROUP BY h HAVING count(*) > 1"
     occ = f"""
     CREATE OR REPLACE TEMP TABLE _m_occ AS
     SELECT _rid, row_number() OVER (PARTITION BY base_key ORDER BY line_number) AS occurrence
-    FROM ({keyed}) WHERE base_key IN (SELECT base_key FROM _m_dups)
+    FROM ({keyed}) WHERE hash(base_key) IN (SELECT h FROM _m_dups)
     """
     return dups, occ
 
 
-def _insert_sql(src: Source, keyed: str) -> str:
-    """INSERT the accepted lines whose natural key is not already in mandats."""
+def _insert_sql(src: Source, keyed: str, repeated: bool) -> str:
+    """INSERT the accepted lines whose natural key is not already in mandats (``repeated``:
+    some base keys are repeated, their occurrence numbers are in _m_occ)."""
     dated = any(n in src.fields for n in DATE_FIELDS)
+    occurrence, occ_join = "1", ""
+    if repeated:
+        occurrence, occ_join = "coalesce(o.occurrence, 1)", "LEFT JOIN _m_occ o ON o._rid = k._rid"
     spend = "spend_date" if dated else "make_date(exercice, 12, 31)"
     return f"""
     INSERT INTO mandats ({", ".join(INSERT_COLUMNS)})
     WITH n AS (
-        SELECT k.*, k.base_key || '#' || coalesce(o.occurrence, 1) AS natural_key
-        FROM ({keyed}) k LEFT JOIN _m_occ o ON o._rid = k._rid
+        SELECT k.*, k.base_key || '#' || {occurrence} AS natural_key
+        FROM ({keyed}) k {occ_join}
     )
     SELECT $import_id, line_number, n.natural_key, buyer_siret, r_buyer_name, exercice,
         r_budget, r_bordereau, r_mandat_number, r_line_no, v_mandat_date, v_payment_date,
@@ -1192,16 +1207,15 @@ def _load_source(
     progress("Contrôle des SIRET", 0.6)
     _lookup_tables(con)
     progress("Enregistrement des lignes", 0.7)
-    # parsed once: the repeated-key check and the INSERT read the same rows
-    con.execute("CREATE OR REPLACE TEMP TABLE _m_keyed AS " + _keyed_sql(src, line_expr, lines_join))
-    keyed = "SELECT * FROM _m_keyed"
-    dups_sql, occ_sql = _occurrence_sql(keyed)
+    # The keys are computed twice (hashed for the repeated-key check, then in the INSERT)
+    # rather than stored: copying every parsed line into a keyed table cost more.
+    keyed = _keyed_sql(src, line_expr, lines_join)
+    dups_sql, occ_sql = _occurrence_sql(keyed, _keyed_sql(src, line_expr, lines_join, keys_only=True))
     con.execute(dups_sql)
-    if con.execute("SELECT count(*) FROM _m_dups").fetchall()[0][0]:
+    repeated = con.execute("SELECT count(*) FROM _m_dups").fetchall()[0][0] > 0
+    if repeated:
         con.execute(occ_sql)
-    else:
-        con.execute("CREATE OR REPLACE TEMP TABLE _m_occ (_rid BIGINT, occurrence BIGINT)")
-    loaded = _insert_unordered(con, _insert_sql(src, keyed), {"import_id": import_id})
+    loaded = _insert_unordered(con, _insert_sql(src, keyed, repeated), {"import_id": import_id})
     total = con.execute(
         """
         SELECT CAST(sum(amount) AS DOUBLE), count(*) FILTER (WHERE NOT supplier_identified),

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import duckdb
 
+from analytics import aggregates as _aggregates
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "data"
 REF_DIR = DATA_DIR / "ref"
@@ -289,6 +291,11 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             SELECT * FROM sirene_unites
             QUALIFY row_number() OVER (PARTITION BY siren ORDER BY import_id DESC) = 1;
         """,
+    ),
+    (
+        2,
+        "mandats_monthly: payment lines summed per import, buyer, month and supplier",
+        _aggregates.DDL + ";\n" + _aggregates.BACKFILL,
     ),
 ]
 

@@ -66,9 +66,12 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     ("analytics/facets.py", "structures_in_territory"): 1,
     # footprint: SUPPLIER_CLASS_SQL[c] for known classes only; Territory.column; HOLDER_COLUMN
     # map; population column by t.kind from a fixed dict; codes as $territory_codes / $codes
+    # mandats_monthly: constant statements; the import id is $i
+    ("analytics/aggregates.py", "<module>"): 1,
+    ("analytics/aggregates.py", "add_import"): 1,
     ("analytics/footprint.py", "_filter_classes"): 1,
     ("analytics/footprint.py", "_population_share"): 1,
-    ("analytics/footprint.py", "_territory_expr"): 1,
+    ("analytics/footprint.py", "_territory_expr"): 2,  # Territory.column is whitelisted
     # ids: SIRET cleaning over a sub-select given by the importers (constant SQL)
     ("analytics/ids.py", "clean_siret_table_sql"): 1,
     # indicators: filter_sql() builds every WHERE from fixed conditions with $parameters
@@ -76,10 +79,10 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     # reference column names from DIMENSIONS / TERRITORY_COLUMNS / Territory.column /
     # duckdb_columns() of our own ref views; _suffixed() renames $parameters only
     ("analytics/indicators.py", "_category_names"): 1,
-    ("analytics/indicators.py", "_first_seen_sql"): 2,
+    ("analytics/indicators.py", "_first_seen_sql"): 3,  # + the mandats_monthly variant (same buyer $param)
     ("analytics/indicators.py", "_group"): 1,
     ("analytics/indicators.py", "_headline"): 2,
-    ("analytics/indicators.py", "_history_sql"): 2,
+    ("analytics/indicators.py", "_history_sql"): 3,  # + the mandats_monthly variant
     ("analytics/indicators.py", "_ref_names_sql"): 1,
     ("analytics/indicators.py", "_spend_by_place"): 2,
     ("analytics/indicators.py", "_territory_sql"): 1,
@@ -93,7 +96,7 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     ("analytics/indicators.py", "monthly_series"): 1,
     ("analytics/indicators.py", "new_suppliers"): 1,
     ("analytics/indicators.py", "reconciliation"): 1,
-    ("analytics/indicators.py", "spend_sql"): 4,  # + holder-key expression (constant) for $supplier_keys
+    ("analytics/indicators.py", "spend_sql"): 5,  # + PAID_MONTHLY_SPEND_SQL (constant dims, $params)  # + holder-key expression (constant) for $supplier_keys
     ("analytics/indicators.py", "suppliers_table"): 1,  # search text is $search
     ("analytics/indicators.py", "top_suppliers"): 1,
     ("analytics/indicators.py", "_raw_names"): 1,  # spend_sql; keys are $supplier_keys
@@ -153,7 +156,8 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     ("analytics/previews.py", "preview"): 1,
     # referential: HOLDER_KEY_SQL / class SQL constants; ref view and column names from a
     # fixed dict by t.kind; Territory.column; keys and codes as $parameters
-    ("analytics/referential.py", "<module>"): 1,
+    ("analytics/referential.py", "<module>"): 2,  # HOLDER_KEY_SQL (constant) in _DATA_KEYS, _TOUCHED_KEYS
+    ("analytics/referential.py", "_store_classes"): 3,  # CLASS_COLUMNS (constant); class_sql built here
     ("analytics/referential.py", "_check_territory"): 2,
     ("analytics/referential.py", "_class_sql"): 1,
     ("analytics/referential.py", "_ensure_ref_views"): 1,

@@ -361,6 +361,10 @@ def run_import(
                 f"Mode strict : {counts.rows_rejected} ligne(s) rejetée(s){detail} ; "
                 "le fichier entier est refusé."
             )
+        if kind == "mandats":
+            from analytics import aggregates
+
+            aggregates.add_import(con, import_id)  # the month × supplier sums, same transaction
         if reclassify:
             from analytics import referential
 
@@ -417,6 +421,9 @@ def undo_import(con: duckdb.DuckDBPyConnection, import_id: int, who: str | None 
         raise ImportRefused(f"L'import n° {import_id} est déjà annulé.")
     removed = {}
     with store.transaction(con):
+        from analytics import aggregates
+
+        aggregates.remove_import(con, import_id)
         for table in store.IMPORT_TABLES:
             if table == "rejected_rows":
                 continue  # the report of what was refused stays with the ledger

@@ -1,0 +1,77 @@
+"""``mandats_monthly``: the payment lines summed per import, buyer, supplier and month.
+
+A year of a large buyer is a million lines; the same year is about a third as many
+supplier × month rows, and the history scan behind "new suppliers" reads a few rows per
+supplier instead of every line. The indicator engine reads this table instead of
+``mandats`` whenever the answer is the same (whole months, no filter on a line's
+service, nature or amount: see ``indicators.spend_sql``), and only when the table is in
+step with ``mandats`` (:func:`ready`), so a database filled by other means is still
+answered from the lines.
+
+Kept by the import itself, in the import's transaction (:func:`add_import`), removed by
+undo (:func:`remove_import`), built for existing databases by the schema migration.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+DDL = """
+CREATE TABLE IF NOT EXISTS mandats_monthly (
+    import_id INTEGER NOT NULL,
+    buyer_siret VARCHAR,
+    month DATE NOT NULL,
+    supplier_key VARCHAR NOT NULL,
+    lines BIGINT NOT NULL,
+    lines_ttc BIGINT NOT NULL,
+    net DECIMAL(38, 2) NOT NULL,
+    pos DECIMAL(38, 2) NOT NULL,
+    first_paid DATE,   -- first day with a positive line (NULL: credit notes only)
+    first_date DATE NOT NULL,   -- first day with any line
+    raw_name VARCHAR   -- the smallest name as written in the lines
+)
+"""
+
+_SELECT = """
+SELECT import_id, buyer_siret, date_trunc('month', spend_date)::DATE AS month, supplier_key,
+       count(*) AS lines,
+       count(*) FILTER (WHERE amount_basis = 'TTC') AS lines_ttc,
+       sum(amount)::DECIMAL(38, 2) AS net,
+       coalesce(sum(amount) FILTER (WHERE amount > 0), 0)::DECIMAL(38, 2) AS pos,
+       min(spend_date) FILTER (WHERE amount > 0) AS first_paid,
+       min(spend_date) AS first_date,
+       min(supplier_name) AS raw_name
+FROM mandats
+"""
+
+BACKFILL = f"INSERT INTO mandats_monthly {_SELECT} GROUP BY ALL"
+
+
+def add_import(con: duckdb.DuckDBPyConnection, import_id: int) -> int:
+    """Sum one import's lines into the table (call once, after its lines are written)."""
+    return con.execute(
+        f"INSERT INTO mandats_monthly {_SELECT} WHERE import_id = $i GROUP BY ALL", {"i": int(import_id)}
+    ).fetchone()[0]
+
+
+def remove_import(con: duckdb.DuckDBPyConnection, import_id: int) -> None:
+    con.execute("DELETE FROM mandats_monthly WHERE import_id = $i", {"i": int(import_id)})
+
+
+def rebuild(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(DDL)
+    con.execute("DELETE FROM mandats_monthly")
+    con.execute(BACKFILL)
+
+
+def ready(con) -> bool:
+    """Whether the table holds exactly the lines of ``mandats`` (same count, same total):
+    False when it is missing, or when lines were written without the importers."""
+    try:
+        lines, total = con.execute("SELECT count(*), sum(amount) FROM mandats").fetchone()
+        agg_lines, agg_total = con.execute(
+            "SELECT coalesce(sum(lines), 0), sum(net) FROM mandats_monthly"
+        ).fetchone()
+    except duckdb.CatalogException:
+        return False
+    return lines > 0 and int(agg_lines) == int(lines) and agg_total == total

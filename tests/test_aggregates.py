@@ -1,0 +1,145 @@
+"""mandats_monthly (analytics.aggregates): kept by imports and undo, rebuilt by the
+migration, read by the engine only when in step with the lines, and giving exactly the
+figures the lines give."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from analytics import aggregates, indicators, store
+from analytics.filters import Filters, Territory
+from analytics.ingest import import_file
+from analytics.ingest.common import undo_import
+from benchmarks.generate import write_mandats, write_sirene
+
+BREAKDOWNS = (
+    "spend_by_departement",
+    "spend_by_region",
+    "spend_by_commune",
+    "spend_by_size",
+    "spend_by_naf_section",
+    "spend_by_category",
+    "spend_by_inclusive_kind",
+    "spend_by_ess_family",
+    "monthly_series",
+    "concentration",
+    "lorenz_curve",
+    "top_suppliers",
+    "new_suppliers",
+    "suppliers_table",
+    "local_share_by_category",
+)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("agg")
+    write_sirene(folder / "sirene.csv", n_suppliers=400)
+    for year in (2024, 2025):
+        write_mandats(folder / f"m{year}.csv", 3000, n_suppliers=400, year=year)
+    return folder
+
+
+@pytest.fixture
+def db(files, tmp_path):
+    con = store.connect(tmp_path / "agg.duckdb")
+    import_file(con, "sirene", files / "sirene.csv")
+    ids = [import_file(con, "mandats", files / f"m{y}.csv").import_id for y in (2024, 2025)]
+    store.attach_reference(con)
+    return con, ids
+
+
+def _both(con, monkeypatch, fn):
+    out = []
+    for monthly in (False, True):
+        monkeypatch.setattr(indicators, "_monthly", lambda c, m=monthly: m)
+        out.append(fn())
+    monkeypatch.undo()
+    return out
+
+
+def _same_headline(a: dict, b: dict) -> None:
+    for k in indicators.HEADLINE_KEYS:
+        if a[k] is None:
+            assert b[k] is None, k
+        else:
+            assert b[k] == pytest.approx(a[k], rel=1e-12, abs=1e-12), k
+    assert a["coverage"] == b["coverage"] and a["reasons"] == b["reasons"]
+
+
+def test_kept_by_import_and_undo(db):
+    con, ids = db
+    assert aggregates.ready(con)
+    lines, total = con.execute("SELECT count(*), sum(amount) FROM mandats").fetchone()
+    agg = con.execute("SELECT sum(lines), sum(net), count(*) FROM mandats_monthly").fetchone()
+    assert (agg[0], agg[1]) == (lines, total) and 0 < agg[2] < lines  # fewer rows than lines
+    undo_import(con, ids[0])
+    assert aggregates.ready(con)
+    assert con.execute("SELECT count(*) FROM mandats_monthly WHERE import_id = ?", [ids[0]]).fetchone()[0] == 0
+
+
+def test_lines_written_otherwise_are_read_from_mandats(db, monkeypatch):
+    con, _ = db
+    f = Filters.year(2025)
+    before = indicators.headline(con, f)["total_spend"]
+    con.execute(
+        "INSERT INTO mandats (import_id, natural_key, spend_date, supplier_key, supplier_identified, "
+        "amount, amount_basis) VALUES (99, 'x', DATE '2025-05-05', 'NOM:HORS IMPORT', FALSE, 1000, 'TTC')"
+    )
+    assert not aggregates.ready(con)  # out of step: the engine reads the lines
+    assert indicators.headline(con, f)["total_spend"] == pytest.approx(before + 1000)
+    aggregates.rebuild(con)
+    assert aggregates.ready(con)
+    assert indicators.headline(con, f)["total_spend"] == pytest.approx(before + 1000)
+
+
+def test_migration_builds_it_for_an_existing_database(db, tmp_path):
+    con, _ = db
+    path = tmp_path / "agg.duckdb"
+    con.execute("DROP TABLE mandats_monthly")
+    con.execute("DELETE FROM schema_version WHERE version >= 2")
+    con.close()
+    con = store.connect(path)
+    assert store.schema_version(con) >= 2 and aggregates.ready(con)
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        Filters.year(2025, territory=Territory("dep", ("59",))),
+        Filters.year(2024),
+        Filters.year(2025, territory=Territory("reg", ("32",))).with_(supplier_classes=("ess", "local")),
+        Filters.year(2025).with_(date_from=dt.date(2025, 3, 1), date_to=dt.date(2025, 3, 31)),
+        Filters.year(2025).with_(date_from=dt.date(2024, 7, 1), date_to=dt.date(2025, 6, 30)),
+        # not whole months, or a line-level filter: read from the lines either way
+        Filters.year(2025).with_(date_from=dt.date(2025, 3, 5), date_to=dt.date(2025, 4, 30)),
+        Filters.year(2025).with_(services=("Direction des routes",)),
+    ],
+    ids=["dep59", "2024", "classes", "march", "rolling", "days", "service"],
+)
+def test_same_figures_as_the_lines(db, monkeypatch, f):
+    con, _ = db
+    lines, monthly = _both(con, monkeypatch, lambda: indicators.headline_with_previous(con, f))
+    _same_headline(lines["current"], monthly["current"])
+    _same_headline(lines["previous"], monthly["previous"])
+    for name in BREAKDOWNS:
+        a, b = _both(con, monkeypatch, lambda name=name: getattr(indicators, name)(con, f))
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12, obj=name)
+    key = indicators.top_suppliers(con, f, n=1)["supplier_key"].iloc[0]
+    whole = f.with_(date_from=dt.date(2024, 1, 1), date_to=dt.date(2025, 12, 31))
+    a, b = _both(con, monkeypatch, lambda: indicators.supplier_history(con, whole, key))
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_monthly_ok_rules():
+    y = Filters.year(2025)
+    assert indicators.monthly_ok(y) and indicators.monthly_ok(y, ("month", "year"))
+    assert not indicators.monthly_ok(y, ("category",))
+    assert not indicators.monthly_ok(y.with_(date_to=dt.date(2025, 12, 30)))
+    assert not indicators.monthly_ok(y.with_(amount_min=100))
+    assert not indicators.monthly_ok(y.with_(natures=("60",)))
+    assert not indicators.monthly_ok(y.with_(basis="notified"))
+    assert indicators.monthly_ok(y.with_(date_from=dt.date(2024, 2, 1), date_to=dt.date(2024, 2, 29)))

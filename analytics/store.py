@@ -295,7 +295,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (
         2,
         "mandats_monthly: payment lines summed per import, buyer, month and supplier",
-        _aggregates.DDL + ";\n" + _aggregates.BACKFILL,
+        _aggregates.DDL + ";\nDELETE FROM mandats_monthly;\n" + _aggregates.BACKFILL,
     ),
 ]
 

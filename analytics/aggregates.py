@@ -29,6 +29,14 @@ CREATE TABLE IF NOT EXISTS mandats_monthly (
     first_paid DATE,   -- first day with a positive line (NULL: credit notes only)
     first_date DATE NOT NULL,   -- first day with any line
     raw_name VARCHAR   -- the smallest name as written in the lines
+);
+CREATE TABLE IF NOT EXISTS supplier_first (
+    buyer_key VARCHAR NOT NULL,   -- buyer_siret, '' when the lines carry none
+    buyer_siret VARCHAR,
+    supplier_key VARCHAR NOT NULL,
+    first_paid DATE,
+    first_date DATE NOT NULL,
+    PRIMARY KEY (buyer_key, supplier_key)
 )
 """
 
@@ -44,18 +52,41 @@ SELECT import_id, buyer_siret, date_trunc('month', spend_date)::DATE AS month, s
 FROM mandats
 """
 
-BACKFILL = f"INSERT INTO mandats_monthly {_SELECT} GROUP BY ALL"
+# One row per buyer and supplier: the first day paid (positive line) and the first day
+# with any line, over every import (the "new supplier" history, read in one small scan).
+_FIRST = """
+SELECT coalesce(buyer_siret, '') AS buyer_key, any_value(buyer_siret) AS buyer_siret, supplier_key,
+       min(first_paid) AS first_paid, min(first_date) AS first_date
+FROM mandats_monthly {where} GROUP BY 1, 3
+"""
+
+BACKFILL = (
+    f"INSERT INTO mandats_monthly {_SELECT} GROUP BY ALL;\n"
+    "DELETE FROM supplier_first;\n"
+    f"INSERT INTO supplier_first {_FIRST.format(where='')}"
+)
 
 
 def add_import(con: duckdb.DuckDBPyConnection, import_id: int) -> int:
     """Sum one import's lines into the table (call once, after its lines are written)."""
-    return con.execute(
+    n = con.execute(
         f"INSERT INTO mandats_monthly {_SELECT} WHERE import_id = $i GROUP BY ALL", {"i": int(import_id)}
     ).fetchone()[0]
+    con.execute(
+        f"INSERT INTO supplier_first {_FIRST.format(where='WHERE import_id = $i')} "
+        "ON CONFLICT (buyer_key, supplier_key) DO UPDATE SET "
+        "first_paid = least(supplier_first.first_paid, excluded.first_paid), "
+        "first_date = least(supplier_first.first_date, excluded.first_date)",
+        {"i": int(import_id)},
+    )
+    return n
 
 
 def remove_import(con: duckdb.DuckDBPyConnection, import_id: int) -> None:
+    """Remove an import's sums; the first days are computed again from what remains."""
     con.execute("DELETE FROM mandats_monthly WHERE import_id = $i", {"i": int(import_id)})
+    con.execute("DELETE FROM supplier_first")
+    con.execute(f"INSERT INTO supplier_first {_FIRST.format(where='')}")
 
 
 def rebuild(con: duckdb.DuckDBPyConnection) -> None:

@@ -673,11 +673,11 @@ def spend_sql(
 def _first_seen_sql(f: Filters, monthly: bool = False) -> tuple[str, dict]:
     """First positive payment (paid) or notification (notified) of each supplier before
     $first_seen_before, in the buyer scope: supplier_key, first_seen. ``monthly``: from
-    mandats_monthly (the first positive day of each month's row gives the same minimum)."""
+    supplier_first (each buyer × supplier's first positive day gives the same minimum)."""
     if f.basis == "paid" and monthly:
         buyer, params = _buyer_sql(f, "m.buyer_siret")
         sql = f"""
-            SELECT m.supplier_key, min(m.first_paid) AS first_seen FROM mandats_monthly m
+            SELECT m.supplier_key, min(m.first_paid) AS first_seen FROM supplier_first m
             WHERE m.first_paid < $first_seen_before {"AND " + buyer if buyer else ""}
             GROUP BY 1"""
     elif f.basis == "paid":
@@ -701,7 +701,7 @@ def _history_sql(f: Filters, monthly: bool = False) -> tuple[str, dict]:
     if f.basis == "paid" and monthly:
         buyer, params = _buyer_sql(f, "m.buyer_siret")
         sql = (
-            "SELECT min(m.first_date) FROM mandats_monthly m WHERE m.first_date < $date_from "
+            "SELECT min(m.first_date) FROM supplier_first m WHERE m.first_date < $date_from "
             f"{'AND ' + buyer if buyer else ''}"
         )
     elif f.basis == "paid":

@@ -294,7 +294,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     ),
     (
         2,
-        "mandats_monthly: payment lines summed per import, buyer, month and supplier",
+        "mandats_monthly and supplier_first: payment lines summed per import, buyer, month and "
+        "supplier; each buyer × supplier's first days",
         _aggregates.DDL + ";\nDELETE FROM mandats_monthly;\n" + _aggregates.BACKFILL,
     ),
 ]

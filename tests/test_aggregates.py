@@ -76,9 +76,22 @@ def test_kept_by_import_and_undo(db):
     lines, total = con.execute("SELECT count(*), sum(amount) FROM mandats").fetchone()
     agg = con.execute("SELECT sum(lines), sum(net), count(*) FROM mandats_monthly").fetchone()
     assert (agg[0], agg[1]) == (lines, total) and 0 < agg[2] < lines  # fewer rows than lines
+    _first_days_match_the_lines(con)
     undo_import(con, ids[0])
     assert aggregates.ready(con)
     assert con.execute("SELECT count(*) FROM mandats_monthly WHERE import_id = ?", [ids[0]]).fetchone()[0] == 0
+    _first_days_match_the_lines(con)
+
+
+def _first_days_match_the_lines(con) -> None:
+    expected = con.execute(
+        "SELECT coalesce(buyer_siret, ''), supplier_key, min(spend_date) FILTER (WHERE amount > 0), "
+        "min(spend_date) FROM mandats GROUP BY 1, 2 ORDER BY 1, 2"
+    ).fetchall()
+    got = con.execute(
+        "SELECT buyer_key, supplier_key, first_paid, first_date FROM supplier_first ORDER BY 1, 2"
+    ).fetchall()
+    assert got == expected and len(got) > 100
 
 
 def test_lines_written_otherwise_are_read_from_mandats(db, monkeypatch):

@@ -67,8 +67,10 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     # footprint: SUPPLIER_CLASS_SQL[c] for known classes only; Territory.column; HOLDER_COLUMN
     # map; population column by t.kind from a fixed dict; codes as $territory_codes / $codes
     # mandats_monthly: constant statements; the import id is $i
-    ("analytics/aggregates.py", "<module>"): 1,
-    ("analytics/aggregates.py", "add_import"): 1,
+    ("analytics/aggregates.py", "<module>"): 2,
+    ("analytics/aggregates.py", "add_import"): 3,
+    ("analytics/aggregates.py", "remove_import"): 2,
+    ("analytics/store.py", "<module>"): 1,  # migration 2: aggregates.DDL + BACKFILL, constants
     ("analytics/footprint.py", "_filter_classes"): 1,
     ("analytics/footprint.py", "_population_share"): 1,
     ("analytics/footprint.py", "_territory_expr"): 2,  # Territory.column is whitelisted

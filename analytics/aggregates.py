@@ -9,7 +9,8 @@ step with ``mandats`` (:func:`ready`), so a database filled by other means is st
 answered from the lines.
 
 Kept by the import itself, in the import's transaction (:func:`add_import`), removed by
-undo (:func:`remove_import`), built for existing databases by the schema migration.
+undo (:func:`remove_import`), built for existing databases by the schema migration. Rows
+are written in month order, so a period's query skips the row groups of other months.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ FROM mandats_monthly {where} GROUP BY 1, 3
 """
 
 BACKFILL = (
-    f"INSERT INTO mandats_monthly {_SELECT} GROUP BY ALL;\n"
+    f"INSERT INTO mandats_monthly {_SELECT} GROUP BY ALL ORDER BY month;\n"
     "DELETE FROM supplier_first;\n"
     f"INSERT INTO supplier_first {_FIRST.format(where='')}"
 )
@@ -70,7 +71,8 @@ BACKFILL = (
 def add_import(con: duckdb.DuckDBPyConnection, import_id: int) -> int:
     """Sum one import's lines into the table (call once, after its lines are written)."""
     n = con.execute(
-        f"INSERT INTO mandats_monthly {_SELECT} WHERE import_id = $i GROUP BY ALL", {"i": int(import_id)}
+        f"INSERT INTO mandats_monthly {_SELECT} WHERE import_id = $i GROUP BY ALL ORDER BY month",
+        {"i": int(import_id)},
     ).fetchone()[0]
     con.execute(
         f"INSERT INTO supplier_first {_FIRST.format(where='WHERE import_id = $i')} "

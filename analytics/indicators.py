@@ -846,11 +846,23 @@ SELECT NULL::DOUBLE AS median_km,
        (SELECT sum(pos) FROM ps{i} WHERE pos > 0 AND lon IS NOT NULL AND lat IS NOT NULL) AS distance_amount"""
 
 
-def _value_rows(con: Con, periods: list[Filters], point) -> list[dict]:
+# Light blocks (trends, SPASER tables): the supplier ranks, distances and history are not
+# computed; the keys they give are None in the result (LIGHT_SKIPPED).
+LIGHT_BLOCK_TAIL = """,
+kc{i} AS (SELECT NULL::BIGINT AS conc_suppliers, NULL::DECIMAL(38, 2) AS conc_total,
+                 NULL::DECIMAL(38, 2) AS top10_amount, NULL::DOUBLE AS conc_sum_sq),
+dm{i} AS (SELECT NULL::DOUBLE AS median_km, NULL::DECIMAL(38, 2) AS distance_amount),
+nw{i} AS (SELECT NULL::DATE AS history_from, NULL::BIGINT AS new_suppliers)"""
+
+LIGHT_SKIPPED = ("new_supplier_share", "top10_share", "hhi", "median_distance_km")
+
+
+def _value_rows(con: Con, periods: list[Filters], point, light: bool = False) -> list[dict]:
     """The value facts of several periods (same basis and buyer) in one statement.
 
     The first-seen relation (the costly scan of the history) is computed once for all
-    of them: a period and its previous year share it.
+    of them: a period and its previous year share it. ``light``: the totals and shares
+    only (see LIGHT_BLOCK_TAIL).
     """
     f0 = periods[0]
     monthly = _monthly(con)
@@ -859,20 +871,27 @@ def _value_rows(con: Con, periods: list[Filters], point) -> list[dict]:
     blocks, selects = [], []
     for i, f in enumerate(periods):
         ps, p = spend_sql(f, monthly=monthly)
-        history, hp = _history_sql(f, monthly)
-        p.update(hp)
-        if point is not None:
-            distance = DISTANCE_SQL.format(i=i, haversine=_haversine_sql("lon", "lat"))
+        if light:
+            block = VALUES_BLOCK[: VALUES_BLOCK.index("),\nkc{i} AS") + 1] + LIGHT_BLOCK_TAIL
+            block = block.format(i=i, ps=ps)
         else:
-            distance = NO_DISTANCE_SQL.format(i=i)
-        block = VALUES_BLOCK.format(i=i, ps=ps, distance=distance, history=history)
+            history, hp = _history_sql(f, monthly)
+            p.update(hp)
+            if point is not None:
+                distance = DISTANCE_SQL.format(i=i, haversine=_haversine_sql("lon", "lat"))
+            else:
+                distance = NO_DISTANCE_SQL.format(i=i)
+            block = VALUES_BLOCK.format(i=i, ps=ps, distance=distance, history=history)
         block, p = _suffixed(block, p, f"p{i}")
         blocks.append(block)
         params.update(p)
         selects.append(f"SELECT {i} AS period_index, * FROM t{i}, kc{i}, dm{i}, nw{i}")
-    if point is not None:
+    if point is not None and not light:
         params.update(buyer_lon=point[0], buyer_lat=point[1])
-    sql = f"WITH fs AS MATERIALIZED ({fs}),{','.join(blocks)}\n" + "\nUNION ALL\n".join(selects)
+    head = "WITH " if light else f"WITH fs AS MATERIALIZED ({fs}),"
+    if light:
+        params = {k: v for k, v in params.items() if k != "first_seen_before"}
+    sql = head + ",".join(blocks) + "\n" + "\nUNION ALL\n".join(selects)
     cur = _run(con, sql, params)
     names = [d[0] for d in cur.description]
     rows = {r[0]: dict(zip(names, r)) for r in cur.fetchall()}
@@ -1231,13 +1250,17 @@ def headline(con: Con, f: Filters) -> dict:
     return _headline(con, f, _value_rows(con, [f], point)[0], point)
 
 
-def headlines(con: Con, periods: list[Filters] | tuple[Filters, ...]) -> list[dict]:
+def headlines(con: Con, periods: list[Filters] | tuple[Filters, ...], light: bool = False) -> list[dict]:
     """``headline`` of several periods, the same dicts, for the cost of far fewer scans.
 
     Periods with the same basis and buyer share one statement for their value facts, so
     the history scan behind the new-supplier count (the costliest part on a database of
     many years) runs once for all of them instead of once per period. A yearly trend or a
     SPASER trajectory asks for every year at once.
+
+    ``light``: every key except LIGHT_SKIPPED (the new-supplier share, concentration and
+    median distance, which rank or place every supplier), which are None with a reason:
+    about twice as fast, for trends and SPASER tables that do not show them.
     """
     periods = list(periods)
     if not periods:
@@ -1248,9 +1271,16 @@ def headlines(con: Con, periods: list[Filters] | tuple[Filters, ...]) -> list[di
         groups.setdefault((f.basis, f.buyer_siret), []).append(i)
     values: list[dict | None] = [None] * len(periods)
     for idx in groups.values():
-        for i, row in zip(idx, _value_rows(con, [periods[i] for i in idx], point)):
+        for i, row in zip(idx, _value_rows(con, [periods[i] for i in idx], point, light)):
             values[i] = row
-    return [_headline(con, f, v, point) for f, v in zip(periods, values)]
+    out = [_headline(con, f, v, point) for f, v in zip(periods, values)]
+    if light:
+        for h in out:
+            for k in LIGHT_SKIPPED:
+                h[k] = None
+                h["reasons"][k] = "Non calculé pour une série d'années (voir la période seule)."
+                h["coverage"].pop(k, None)
+    return out
 
 
 def _headline(con: Con, f: Filters, values: dict, point) -> dict:

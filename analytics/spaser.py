@@ -141,7 +141,7 @@ class _YearHeadlines:
     def prefetch(self, years) -> None:
         """Compute the missing years in one engine call (one history scan for all)."""
         todo = sorted({int(y) for y in years if y is not None} - set(self.done))
-        heads = indicators.headlines(self.con, [_year_filters(self.f, y) for y in todo])
+        heads = indicators.headlines(self.con, [_year_filters(self.f, y) for y in todo], light=True)
         self.done.update(zip(todo, heads))
 
     def __call__(self, year: int) -> dict:

@@ -169,7 +169,7 @@ def _narrow(df, cols=("name", "amount", "share")):
 def _year_rows(f: Filters, years: list[int]) -> list[dict]:
     """The shares of every year, in one engine call (one history scan for all years)."""
     periods = tuple(f.with_(date_from=dt.date(y, 1, 1), date_to=dt.date(y, 12, 31)) for y in years)
-    heads = cached.call("indicators.headlines", periods) if periods else []
+    heads = cached.call("indicators.headlines", periods, light=True) if periods else []
     keys = ("ess_share", "inclusive_share", "insertion_share", "disability_share")
     return [{"year": y, **{k: h.get(k) for k in keys}} for y, h in zip(years, heads)]
 

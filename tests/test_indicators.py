@@ -1025,3 +1025,17 @@ def test_headlines_equal_one_headline_per_period(main):
         for k in ind.HEADLINE_KEYS:
             assert got[k] == pytest.approx(one[k]) if one[k] is not None else got[k] is None, (f, k)
         assert got["reasons"] == one["reasons"] and got["period"] == one["period"]
+
+
+def test_light_headlines_skip_only_the_ranking_keys(main):
+    periods = [Y2025, Y2025.previous_year(), Y2025.with_(basis="notified")]
+    full = ind.headlines(main, periods)
+    light = ind.headlines(main, periods, light=True)
+    for a, b in zip(full, light):
+        for k in ind.HEADLINE_KEYS:
+            if k in ind.LIGHT_SKIPPED:
+                assert b[k] is None and "Non calculé" in b["reasons"][k]
+            elif a[k] is None:
+                assert b[k] is None and b["reasons"][k] == a["reasons"][k], k
+            else:
+                assert b[k] == pytest.approx(a[k]), k

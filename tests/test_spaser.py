@@ -100,9 +100,9 @@ def test_each_years_headline_is_computed_once(env_history, monkeypatch):
     calls = []
     real = indicators.headlines
 
-    def counting(c, periods):
+    def counting(c, periods, light=False):
         calls.append([(f.date_from, f.date_to) for f in periods])
-        return real(c, periods)
+        return real(c, periods, light=light)
 
     monkeypatch.setattr(indicators, "headlines", counting)
     spaser.spaser_table(con, 2024)

@@ -544,9 +544,18 @@ def main() -> None:
         help="the largest size is also built as this many yearly exports imported one after another",
     )
     p.add_argument("--no-pages", action="store_true", help="skip the AppTest page timings")
+    p.add_argument(
+        "--render",
+        action="store_true",
+        help="only write BENCHMARKS.md again from the --json results (after editing benchmarks/notes.md)",
+    )
     p.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "results.json"))
     a = p.parse_args()
+    if a.render:
+        write_markdown(json.loads(Path(a.json).read_text()), Path(a.out))
+        print(f"written {a.out}")
+        return
     sizes = sorted(int(s) for s in a.sizes.split(","))
     now = dt.datetime.now(dt.UTC)
     results = {

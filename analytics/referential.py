@@ -590,24 +590,18 @@ def reclassify(con: duckdb.DuckDBPyConnection, import_id: int | None = None) -> 
 
 
 def _store_classes(con: duckdb.DuckDBPyConnection, class_sql: str, params: dict, *, full: bool) -> int:
-    """Write the rows of ``class_sql`` into supplier_class: rows already there are
-    updated in place, new ones inserted, and (``full``) rows of vanished suppliers
-    deleted. Deleting then re-inserting the same primary keys in one transaction costs
-    DuckDB about three times an update. Returns the number of rows written."""
+    """Write the rows of ``class_sql`` into supplier_class: the rows of the same keys are
+    deleted, then all inserted; ``full`` replaces the whole table. An UPDATE in place
+    looked cheaper on unchanged rows (0.16 s for 91k) but took 28 s when the values
+    change (a new exercice imported over the previous one): delete and insert took 0.5 s.
+    Returns the number of rows written."""
     cols = ", ".join(CLASS_COLUMNS)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _class_new AS SELECT {cols} FROM ({class_sql})", params)
     if full:
-        con.execute(
-            "DELETE FROM supplier_class WHERE supplier_key NOT IN (SELECT supplier_key FROM _class_new)"
-        )
-    sets = ", ".join(f"{c} = n.{c}" for c in CLASS_COLUMNS if c != "supplier_key")
-    con.execute(
-        f"UPDATE supplier_class SET {sets} FROM _class_new n WHERE n.supplier_key = supplier_class.supplier_key"
-    )
-    con.execute(
-        f"INSERT INTO supplier_class ({cols}) SELECT {cols} FROM _class_new "
-        "WHERE supplier_key NOT IN (SELECT supplier_key FROM supplier_class)"
-    )
+        con.execute("DELETE FROM supplier_class")
+    else:
+        con.execute("DELETE FROM supplier_class WHERE supplier_key IN (SELECT supplier_key FROM _class_new)")
+    con.execute(f"INSERT INTO supplier_class ({cols}) SELECT {cols} FROM _class_new")
     n = con.execute("SELECT count(*) FROM _class_new").fetchone()[0]
     con.execute("DROP TABLE _class_new")
     return n

@@ -159,7 +159,7 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     # referential: HOLDER_KEY_SQL / class SQL constants; ref view and column names from a
     # fixed dict by t.kind; Territory.column; keys and codes as $parameters
     ("analytics/referential.py", "<module>"): 2,  # HOLDER_KEY_SQL (constant) in _DATA_KEYS, _TOUCHED_KEYS
-    ("analytics/referential.py", "_store_classes"): 3,  # CLASS_COLUMNS (constant); class_sql built here
+    ("analytics/referential.py", "_store_classes"): 2,  # CLASS_COLUMNS (constant); class_sql built here
     ("analytics/referential.py", "_check_territory"): 2,
     ("analytics/referential.py", "_class_sql"): 1,
     ("analytics/referential.py", "_ensure_ref_views"): 1,

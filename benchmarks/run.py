@@ -353,11 +353,12 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
         )
     if 10_000_000 in imp:
         r = imp[10_000_000]
+        rows.append(("10M lines imported in < 30 s", f"{r['product_s']:.0f} s", _status(r["product_s"] < 30)))
         rows.append(
             (
-                "10M lines < 30 s, peak memory < 2 GB",
-                f"{r['product_s']:.0f} s, {r['peak_rss_mb']:,.0f} MB",
-                _status(r["product_s"] < 30 and r["peak_rss_mb"] < 2048),
+                "10M-line import peak memory < 2 GB",
+                f"{r['peak_rss_mb']:,.0f} MB",
+                _status(r["peak_rss_mb"] < 2048),
             )
         )
     for q in results["queries"]:

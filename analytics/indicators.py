@@ -787,8 +787,9 @@ def _haversine_sql(lon: str, lat: str) -> str:
     )
 
 
-# The value block of one period (CTE names suffixed by {i}); fs = first-seen relation.
-VALUES_BLOCK = """
+# The value block of one period (CTE names suffixed by {i}): the totals and shares, then
+# the ranks, distances and history (fs = first-seen relation), which light blocks skip.
+TOTALS_BLOCK = """
 ps{i} AS MATERIALIZED ({ps}),
 t{i} AS (
     SELECT count(*) AS supplier_rows,
@@ -815,7 +816,9 @@ t{i} AS (
            count(*) FILTER (WHERE active AND supplier_key <> 'INCONNU' AND size_class IS NOT NULL)
                AS size_known_suppliers
     FROM ps{i}
-),
+)"""
+
+RANKS_BLOCK = """,
 kc{i} AS (
     SELECT count(*) AS conc_suppliers,
            sum(net) AS conc_total,
@@ -846,13 +849,18 @@ SELECT NULL::DOUBLE AS median_km,
        (SELECT sum(pos) FROM ps{i} WHERE pos > 0 AND lon IS NOT NULL AND lat IS NOT NULL) AS distance_amount"""
 
 
+VALUES_BLOCK = TOTALS_BLOCK + RANKS_BLOCK
+
 # Light blocks (trends, SPASER tables): the supplier ranks, distances and history are not
 # computed; the keys they give are None in the result (LIGHT_SKIPPED).
-LIGHT_BLOCK_TAIL = """,
+LIGHT_BLOCK = (
+    TOTALS_BLOCK
+    + """,
 kc{i} AS (SELECT NULL::BIGINT AS conc_suppliers, NULL::DECIMAL(38, 2) AS conc_total,
                  NULL::DECIMAL(38, 2) AS top10_amount, NULL::DOUBLE AS conc_sum_sq),
 dm{i} AS (SELECT NULL::DOUBLE AS median_km, NULL::DECIMAL(38, 2) AS distance_amount),
 nw{i} AS (SELECT NULL::DATE AS history_from, NULL::BIGINT AS new_suppliers)"""
+)
 
 LIGHT_SKIPPED = ("new_supplier_share", "top10_share", "hhi", "median_distance_km")
 
@@ -862,18 +870,19 @@ def _value_rows(con: Con, periods: list[Filters], point, light: bool = False) ->
 
     The first-seen relation (the costly scan of the history) is computed once for all
     of them: a period and its previous year share it. ``light``: the totals and shares
-    only (see LIGHT_BLOCK_TAIL).
+    only (LIGHT_BLOCK).
     """
-    f0 = periods[0]
     monthly = _monthly(con)
-    fs, params = _first_seen_sql(f0, monthly)
-    params["first_seen_before"] = max(f.date_from for f in periods)
+    head, params = "WITH ", {}
+    if not light:
+        fs, params = _first_seen_sql(periods[0], monthly)
+        params["first_seen_before"] = max(f.date_from for f in periods)
+        head = f"WITH fs AS MATERIALIZED ({fs}),"
     blocks, selects = [], []
     for i, f in enumerate(periods):
         ps, p = spend_sql(f, monthly=monthly)
         if light:
-            block = VALUES_BLOCK[: VALUES_BLOCK.index("),\nkc{i} AS") + 1] + LIGHT_BLOCK_TAIL
-            block = block.format(i=i, ps=ps)
+            block = LIGHT_BLOCK.format(i=i, ps=ps)
         else:
             history, hp = _history_sql(f, monthly)
             p.update(hp)
@@ -888,9 +897,6 @@ def _value_rows(con: Con, periods: list[Filters], point, light: bool = False) ->
         selects.append(f"SELECT {i} AS period_index, * FROM t{i}, kc{i}, dm{i}, nw{i}")
     if point is not None and not light:
         params.update(buyer_lon=point[0], buyer_lat=point[1])
-    head = "WITH " if light else f"WITH fs AS MATERIALIZED ({fs}),"
-    if light:
-        params = {k: v for k, v in params.items() if k != "first_seen_before"}
     sql = head + ",".join(blocks) + "\n" + "\nUNION ALL\n".join(selects)
     cur = _run(con, sql, params)
     names = [d[0] for d in cur.description]

@@ -194,10 +194,7 @@ def spaser_table(con: duckdb.DuckDBPyConnection, year: int, filters=None) -> pd.
     """For each targeted indicator in ``year``: label, actual (count basis), actual_value
     (notified value basis where it exists), target (final), target_year, trajectory,
     status, previous (year − 1), delta_points."""
-    f = filters or Filters.year(year)
-    headline, base = _YearHeadlines(con, f), base_year(con)
-    headline.prefetch([year, year - 1, base])
-    return _table(headline, targets(con), base, year)
+    return spaser_tables(con, (year,), filters or Filters.year(year))[int(year)]
 
 
 def spaser_tables(con: duckdb.DuckDBPyConnection, years, filters) -> dict[int, pd.DataFrame]:

@@ -61,10 +61,13 @@ SELECT coalesce(buyer_siret, '') AS buyer_key, any_value(buyer_siret) AS buyer_s
 FROM mandats_monthly {where} GROUP BY 1, 3
 """
 
-BACKFILL = (
-    f"INSERT INTO mandats_monthly {_SELECT} GROUP BY ALL ORDER BY month;\n"
-    "DELETE FROM supplier_first;\n"
-    f"INSERT INTO supplier_first {_FIRST.format(where='')}"
+# supplier_first again from all of mandats_monthly (after a backfill or an undo)
+_REFILL_FIRST = f"DELETE FROM supplier_first;\nINSERT INTO supplier_first {_FIRST.format(where='')}"
+
+# Both tables from all of mandats (the schema migration, ``rebuild``).
+REBUILD = (
+    f"{DDL};\nDELETE FROM mandats_monthly;\n"
+    f"INSERT INTO mandats_monthly {_SELECT} GROUP BY ALL ORDER BY month;\n{_REFILL_FIRST}"
 )
 
 
@@ -87,14 +90,11 @@ def add_import(con: duckdb.DuckDBPyConnection, import_id: int) -> int:
 def remove_import(con: duckdb.DuckDBPyConnection, import_id: int) -> None:
     """Remove an import's sums; the first days are computed again from what remains."""
     con.execute("DELETE FROM mandats_monthly WHERE import_id = $i", {"i": int(import_id)})
-    con.execute("DELETE FROM supplier_first")
-    con.execute(f"INSERT INTO supplier_first {_FIRST.format(where='')}")
+    con.execute(_REFILL_FIRST)
 
 
 def rebuild(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(DDL)
-    con.execute("DELETE FROM mandats_monthly")
-    con.execute(BACKFILL)
+    con.execute(REBUILD)
 
 
 def ready(con) -> bool:

@@ -296,7 +296,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         2,
         "mandats_monthly and supplier_first: payment lines summed per import, buyer, month and "
         "supplier; each buyer × supplier's first days",
-        _aggregates.DDL + ";\nDELETE FROM mandats_monthly;\n" + _aggregates.BACKFILL,
+        _aggregates.REBUILD,
     ),
 ]
 

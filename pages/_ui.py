@@ -65,7 +65,15 @@ IMPORT_HINTS = {
 
 
 def filters() -> Filters:
-    """The filters chosen in the sidebar (built once per run by the frame)."""
+    """The filters chosen in the sidebar (built once per run by the frame).
+
+    A page opened by its address as the very first request to a freshly started server
+    runs without the frame (Streamlit serves pages/ directly until dashboard.py has run
+    st.navigation once) and had no filters: it failed with an error box. It now goes to
+    the frame, which opens the default page (Vue d'ensemble); from then on every address
+    opens its own page."""
+    if "filters" not in st.session_state:
+        st.switch_page("dashboard.py")
     return st.session_state["filters"]
 
 

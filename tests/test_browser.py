@@ -46,6 +46,16 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    yield from _serve(tmp_path_factory)
+
+
+@pytest.fixture
+def fresh_server(tmp_path_factory):
+    """A server no session has visited yet (its own process)."""
+    yield from _serve(tmp_path_factory)
+
+
+def _serve(tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} absent (apt-get install -y chromium)")
     pytest.importorskip("playwright")
@@ -167,3 +177,24 @@ def test_every_page_in_chromium(server):
         browser.close()
     (SHOTS / "timings.txt").write_text("\n".join(f"{k}: {v} s" for k, v in timings.items()), encoding="utf-8")
     assert not [e for e in errors if "plotly" in e.lower()], errors
+
+
+def test_a_page_address_as_first_request_of_a_fresh_server(fresh_server):
+    """Until dashboard.py has run once, Streamlit serves pages/ directly: a bookmarked
+    page used to fail (no filters). It now lands on the frame's default page, without an
+    error; afterwards the address opens its own page."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1440, "height": 1000}, locale="fr-FR")
+        page.goto(f"{fresh_server}/spaser", wait_until="domcontentloaded")
+        page.locator("h1", has_text="Vue d'ensemble").first.wait_for(timeout=90_000)
+        _wait_idle(page, what="adresse directe")
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+        page.goto(f"{fresh_server}/spaser", wait_until="domcontentloaded")
+        page.locator("h1", has_text="SPASER").first.wait_for(timeout=90_000)
+        _wait_idle(page, what="SPASER")
+        assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+        browser.close()

@@ -1,4 +1,5 @@
-"""``mandats_monthly``: the payment lines summed per import, buyer, supplier and month.
+"""``mandats_monthly``: the payment lines summed per import, buyer, month, supplier and
+purchase category (the chapter of the accounting nature, else the mandat's category).
 
 A year of a large buyer is a million lines; the same year is about a third as many
 supplier × month rows, and the history scan behind "new suppliers" reads a few rows per
@@ -23,6 +24,7 @@ CREATE TABLE IF NOT EXISTS mandats_monthly (
     buyer_siret VARCHAR,
     month DATE NOT NULL,
     supplier_key VARCHAR NOT NULL,
+    category VARCHAR,   -- CATEGORY_SQL: what the category breakdowns group by
     lines BIGINT NOT NULL,
     lines_ttc BIGINT NOT NULL,
     net DECIMAL(38, 2) NOT NULL,
@@ -41,8 +43,17 @@ CREATE TABLE IF NOT EXISTS supplier_first (
 )
 """
 
-_SELECT = """
+# The purchase category of a payment line: the chapter of its accounting nature (two ASCII
+# digits first: a single-character comparison, about 25 % cheaper on 10M lines than a
+# regexp, same answer), else the mandat's own purchase category.
+CATEGORY_SQL = (
+    "CASE WHEN substr(m.nature, 1, 1) BETWEEN '0' AND '9' AND substr(m.nature, 2, 1) BETWEEN '0' AND '9' "
+    "THEN left(m.nature, 2) ELSE nullif(trim(m.category), '') END"
+)
+
+_SELECT = f"""
 SELECT import_id, buyer_siret, date_trunc('month', spend_date)::DATE AS month, supplier_key,
+       {CATEGORY_SQL} AS category,
        count(*) AS lines,
        count(*) FILTER (WHERE amount_basis = 'TTC') AS lines_ttc,
        sum(amount)::DECIMAL(38, 2) AS net,
@@ -50,7 +61,7 @@ SELECT import_id, buyer_siret, date_trunc('month', spend_date)::DATE AS month, s
        min(spend_date) FILTER (WHERE amount > 0) AS first_paid,
        min(spend_date) AS first_date,
        min(supplier_name) AS raw_name
-FROM mandats
+FROM mandats m
 """
 
 # One row per buyer and supplier: the first day paid (positive line) and the first day
@@ -65,6 +76,7 @@ FROM mandats_monthly {where} GROUP BY 1, 3
 _REFILL_FIRST = f"DELETE FROM supplier_first;\nINSERT INTO supplier_first {_FIRST.format(where='')}"
 
 # Both tables from all of mandats (the schema migration, ``rebuild``).
+# (migration 3 drops the table first: its rows of version 2 had no category)
 REBUILD = (
     f"{DDL};\nDELETE FROM mandats_monthly;\n"
     f"INSERT INTO mandats_monthly {_SELECT} GROUP BY ALL ORDER BY month;\n{_REFILL_FIRST}"

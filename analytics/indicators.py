@@ -17,6 +17,7 @@ from decimal import Decimal
 import duckdb
 import pandas as pd
 
+from analytics import aggregates
 from analytics.filters import TERRITORY_KINDS, Filters, Territory
 from analytics.fmt import fmt_date, fmt_eur, fmt_int, fmt_number, fmt_pct, fmt_points, fmt_value
 
@@ -498,12 +499,7 @@ def _holder_key_sql() -> str:
     return getattr(referential, "HOLDER_KEY_SQL", None) or DEFAULT_HOLDER_KEY_SQL
 
 
-# Two ASCII digits first (a single-character comparison, about 25 % cheaper on 10M
-# lines than regexp_full_match(left(m.nature, 2), '[0-9]{2}'), with the same answer).
-PAID_CATEGORY_SQL = (
-    "CASE WHEN substr(m.nature, 1, 1) BETWEEN '0' AND '9' AND substr(m.nature, 2, 1) BETWEEN '0' AND '9' "
-    "THEN left(m.nature, 2) ELSE nullif(trim(m.category), '') END"
-)
+PAID_CATEGORY_SQL = aggregates.CATEGORY_SQL
 
 DIMENSIONS = {
     "paid": {
@@ -546,7 +542,7 @@ WHERE {where}
 GROUP BY ALL
 """
 
-MONTHLY_DIMENSIONS = {"month": "m.month", "year": "year(m.month)"}
+MONTHLY_DIMENSIONS = {"month": "m.month", "year": "year(m.month)", "category": "m.category"}
 
 NOTIFIED_SPEND_SQL = """
 SELECT coalesce({holder_key}, 'INCONNU') AS supplier_key{dims},
@@ -581,7 +577,7 @@ WHERE {class_where}
 
 def monthly_ok(f: Filters, dims: tuple[str, ...] = ()) -> bool:
     """Whether mandats_monthly gives this spend exactly: paid basis, whole months, no filter
-    on a line's service, nature or amount, no dimension finer than the month."""
+    on a line's service, nature or amount; dimensions among month, year and category."""
     last = f.date_to + dt.timedelta(days=1)
     return (
         f.basis == "paid"
@@ -596,8 +592,6 @@ def monthly_ok(f: Filters, dims: tuple[str, ...] = ()) -> bool:
 
 
 def _monthly(con: Con) -> bool:
-    from analytics import aggregates
-
     return aggregates.ready(con)
 
 
@@ -1494,7 +1488,7 @@ def spend_by_category(con: Con, f: Filters) -> pd.DataFrame:
 
 def local_share_by_category(con: Con, f: Filters) -> pd.DataFrame:
     """code, name, amount, located_amount, local_amount, local_share (None without territory)."""
-    ps, params = spend_sql(f, dims=("category",))
+    ps, params = spend_sql(f, dims=("category",), monthly=_monthly(con))
     sql = f"""
         SELECT category AS code, sum(net)::DOUBLE AS amount,
                coalesce(sum(net) FILTER (WHERE terr_known), 0)::DOUBLE AS located_amount,

@@ -298,6 +298,11 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         "supplier; each buyer × supplier's first days",
         _aggregates.REBUILD,
     ),
+    (
+        3,
+        "mandats_monthly by purchase category too (the category breakdowns leave the lines)",
+        "DROP TABLE IF EXISTS mandats_monthly;\n" + _aggregates.REBUILD,
+    ),
 ]
 
 # Tables whose rows belong to one import (undo deletes them by import_id).

@@ -115,7 +115,9 @@ def write_mandats(
                    sup.name AS "Tiers",
                    sup.siret AS "SIRET",
                    sup.dep || '000' AS "Code postal",
-                   {natures}[1 + (j.i % {len(NATURES)})] AS "Imputation",
+                   -- a supplier bills mostly one nature (its trade), as in real ledgers:
+                   -- 85 % of its lines on its own nature, the rest spread over all ten
+                   {natures}[1 + CASE WHEN hash(j.i) % 100 < 85 THEN j.sup_i ELSE j.i END % {len(NATURES)}] AS "Imputation",
                    {services}[1 + CAST(floor(s * {len(SERVICES)}) AS INT)] AS "Direction",
                    'Prestation n° ' || j.i AS "Objet",
                    replace(replace(format('{{:,.2f}}', round(50 + pow(a, 3) * 20000, 2)), ',', chr(160)), '.', ',') AS "Montant HT",

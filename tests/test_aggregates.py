@@ -150,7 +150,8 @@ def test_same_figures_as_the_lines(db, monkeypatch, f):
 def test_monthly_ok_rules():
     y = Filters.year(2025)
     assert indicators.monthly_ok(y) and indicators.monthly_ok(y, ("month", "year"))
-    assert not indicators.monthly_ok(y, ("category",))
+    assert indicators.monthly_ok(y, ("category",)) and indicators.monthly_ok(y, ("month", "category"))
+    assert not indicators.monthly_ok(y, ("service",))
     assert not indicators.monthly_ok(y.with_(date_to=dt.date(2025, 12, 30)))
     assert not indicators.monthly_ok(y.with_(amount_min=100))
     assert not indicators.monthly_ok(y.with_(natures=("60",)))

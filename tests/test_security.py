@@ -67,7 +67,7 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     # footprint: SUPPLIER_CLASS_SQL[c] for known classes only; Territory.column; HOLDER_COLUMN
     # map; population column by t.kind from a fixed dict; codes as $territory_codes / $codes
     # mandats_monthly: constant statements; the import id is $i
-    ("analytics/aggregates.py", "<module>"): 3,  # _REFILL_FIRST, REBUILD: constants joined
+    ("analytics/aggregates.py", "<module>"): 4,  # _SELECT, _REFILL_FIRST, REBUILD: constants joined
     ("analytics/aggregates.py", "add_import"): 3,
     ("analytics/aggregates.py", "remove_import"): 2,
     ("analytics/footprint.py", "_filter_classes"): 1,
@@ -174,6 +174,7 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     ("analytics/referential.py", "territory_predicate"): 1,
     # store: the shipped data/ref/*.parquet path, quote-escaped (DDL takes no parameters)
     ("analytics/store.py", "attach_reference"): 1,
+    ("analytics/store.py", "<module>"): 1,  # migration 3: a constant DROP + aggregates.REBUILD
 }
 
 

@@ -636,19 +636,28 @@ def supplier_info(con: duckdb.DuckDBPyConnection, siret: str) -> dict | None:
     """The classification of one supplier with its reasons, or None when unknown.
 
     ``siret`` may be a SIRET, a SIREN, or a supplier key (``SIREN:…``, ``NOM:…``).
-    Computed now with the same SQL as ``reclassify`` (so it also answers for a SIRET
-    that is only in a referential).
+    A supplier of the data is read from ``supplier_class``, which every import keeps in
+    step (the card then says what the figures count). Any other key is classified now
+    with the same SQL as ``reclassify``, so a SIRET that is only in a referential is
+    answered too.
     """
     key = _supplier_key(siret)
     if key is None:
         raise ValueError(f"Identifiant invalide « {siret} » : SIRET (14 chiffres) ou SIREN attendu.")
     _prepare(con)
-    if not _known(con, key):
-        return None
-    rows = classify_keys(con, [key])
-    if not rows:
-        return None
-    row = rows[0]
+    cur = con.execute(
+        f"SELECT {', '.join(CLASS_COLUMNS)} FROM supplier_class WHERE supplier_key = $k", {"k": key}
+    )
+    stored = cur.fetchone()
+    if stored is not None:
+        row = dict(zip([d[0] for d in cur.description], stored))
+    else:
+        if not _known(con, key):
+            return None
+        rows = classify_keys(con, [key])
+        if not rows:
+            return None
+        row = rows[0]
     names = con.execute(
         """SELECT (SELECT nom FROM ref_communes WHERE code_commune = $c),
                   (SELECT nom FROM ref_epci WHERE siren_epci = $e),

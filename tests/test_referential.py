@@ -733,3 +733,19 @@ def test_name_from_ess_list_when_nothing_better(con):
     info = referential.supplier_info(con, siret_of(e))
     assert (info["name"], info["ess_reason"], info["seen_in_data"]) == ("SEULE LA LISTE", "liste", False)
     assert referential.supplier_info(con, e)["name"] == "SEULE LA LISTE"
+
+
+@needs_ref
+def test_supplier_info_of_a_data_supplier_is_its_stored_class(con):
+    """A supplier of the data: the card reads supplier_class (what the figures count),
+    not a new classification from every line."""
+    s = siret_of(siren_of(5151))
+    add_unit(con, s[:9], ess="O")
+    add_etab(con, s, commune="59350")
+    add_mandat(con, s)
+    reclassify(con)
+    assert referential.supplier_info(con, s)["ess_reason"] == "sirene"
+    con.execute("UPDATE supplier_class SET commune_code = '59009' WHERE supplier_key = ?", [s])
+    info = referential.supplier_info(con, s)
+    assert info["commune_code"] == "59009" and info["seen_in_data"] is True
+    assert info["commune_name"] == "Villeneuve-d'Ascq"

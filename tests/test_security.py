@@ -172,6 +172,7 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
         "reclassify",
     ): 4,  # CLASS_COLUMNS, _DATA_KEYS, HOLDER_KEY_SQL; import_id is $i
     ("analytics/referential.py", "territory_predicate"): 1,
+    ("analytics/referential.py", "supplier_info"): 1,  # CLASS_COLUMNS: a constant tuple of column names
     # store: the shipped data/ref/*.parquet path, quote-escaped (DDL takes no parameters)
     ("analytics/store.py", "attach_reference"): 1,
     ("analytics/store.py", "<module>"): 1,  # migration 3: a constant DROP + aggregates.REBUILD

@@ -246,7 +246,13 @@ def main() -> None:
         log.exception("Base inaccessible")
         st.error(f"La base de données n'est pas accessible : {exc}")
         st.stop()
-    page = st.navigation(pages(role))
+    menu = pages(role)
+    page = st.navigation(menu)
+    wanted = st.session_state.pop("requested_path", None)
+    if wanted:  # a page's address opened before the frame had run (pages/_ui.filters)
+        match = [q for section in menu.values() for q in section if q.url_path == wanted]
+        if match and match[0].url_path != page.url_path:
+            st.switch_page(match[0])
     try:
         f = sidebar_filters()
     except Exception:

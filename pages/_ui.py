@@ -9,6 +9,7 @@ import functools
 import logging
 import math
 import traceback
+import urllib.parse
 
 import pandas as pd
 import streamlit as st
@@ -64,15 +65,25 @@ IMPORT_HINTS = {
 }
 
 
+def requested_path() -> str | None:
+    """The last segment of the address in the browser (``spaser`` for …/spaser), or None."""
+    try:
+        url = st.context.url
+    except Exception:  # no browser session (AppTest, bare mode)
+        return None
+    path = urllib.parse.urlparse(url or "").path.rstrip("/")
+    return path.rsplit("/", 1)[-1] or None
+
+
 def filters() -> Filters:
     """The filters chosen in the sidebar (built once per run by the frame).
 
     A page opened by its address as the very first request to a freshly started server
     runs without the frame (Streamlit serves pages/ directly until dashboard.py has run
     st.navigation once) and had no filters: it failed with an error box. It now goes to
-    the frame, which opens the default page (Vue d'ensemble); from then on every address
-    opens its own page."""
+    the frame with the address it was asked for, and the frame opens that page."""
     if "filters" not in st.session_state:
+        st.session_state["requested_path"] = requested_path()
         st.switch_page("dashboard.py")
     return st.session_state["filters"]
 

@@ -8,6 +8,9 @@
   function, its arguments (the frozen ``Filters``) and ``store.data_version``, which
   changes with every import, undo, setting or target: nothing stale is ever served.
 * geometries once per process (``st.cache_resource``).
+* after a write (an import, an undo, a setting, a target) the results asked for most
+  recently are computed again for the new data version in a background thread
+  (:func:`warm`), so the next visitor of the dashboard does not wait for them.
 
 Pages call :func:`call` (``cached.call("indicators.spend_by_region", f)``) or the named
 helpers; writes go through :func:`write`, which checks the role first.
@@ -17,7 +20,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 
 import streamlit as st
@@ -26,8 +31,13 @@ from analytics import auth, store
 
 log = logging.getLogger("empreinte")
 
-TTL_SECONDS = 15 * 60
+# Results are keyed by the data version, so none is ever stale: the TTL only frees, after
+# half a day, the memory of results nobody asked for again.
+TTL_SECONDS = 12 * 3600
 MAX_ENTRIES = 400
+# The calls replayed after a write (most recent first), and the time they may take.
+WARM_CALLS = 60
+WARM_SECONDS = 120.0
 # Engine modules the pages may call through the cache (never a name from user input).
 MODULES = ("indicators", "referential", "footprint", "spaser", "levers", "review", "facets", "report")
 _VERSION_KEY = "_empreinte_data_version"
@@ -98,9 +108,53 @@ def _cached_call(name: str, db: str, version: str, args: tuple, kwargs: tuple):
     return out
 
 
+# The process's recent calls (database, name, args, kwargs), the most recent last, for warm().
+_RECENT: OrderedDict[tuple, None] = OrderedDict()
+_RECENT_LOCK = threading.Lock()
+
+
 def call(name: str, *args, **kwargs):
     """The engine function ``name`` on a cursor, cached by its arguments and the data version."""
-    return _cached_call(name, db_file(), data_version(), args, tuple(sorted(kwargs.items())))
+    kw, db = tuple(sorted(kwargs.items())), db_file()
+    with _RECENT_LOCK:
+        _RECENT.pop((db, name, args, kw), None)
+        _RECENT[(db, name, args, kw)] = None
+        while len(_RECENT) > WARM_CALLS:
+            _RECENT.popitem(last=False)
+    return _cached_call(name, db, data_version(), args, kw)
+
+
+def warm(version: str, db: str | None = None, seconds: float = WARM_SECONDS) -> threading.Thread:
+    """Compute again, for data version ``version``, the calls this process served most
+    recently (most recent first, until ``seconds`` have passed), in a background thread:
+    the pages people were reading are ready when they come back after an import.
+    A call that fails is skipped (the page will show its error itself)."""
+    db = db or db_file()
+    with _RECENT_LOCK:
+        todo = [(n, a, k) for d, n, a, k in reversed(_RECENT) if d == db]
+
+    def run() -> None:
+        t0 = time.perf_counter()
+        done = 0
+        for name, args, kw in todo:
+            if time.perf_counter() - t0 > seconds:
+                break
+            try:
+                _cached_call(name, db, version, args, kw)
+                done += 1
+            except Exception:
+                log.debug("préchargement de %s impossible", name, exc_info=True)
+        log.info("%d résultats préparés pour la version %s en %.1f s", done, version, time.perf_counter() - t0)
+
+    thread = threading.Thread(target=run, name="empreinte-warm", daemon=True)
+    try:  # the session's context, so Streamlit's caches do not warn about a missing one
+        from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+
+        add_script_run_ctx(thread, get_script_run_ctx(suppress_warning=True))
+    except Exception:
+        pass
+    thread.start()
+    return thread
 
 
 def call_or_none(name: str, *args, **kwargs):
@@ -202,9 +256,12 @@ def write(fn, *args, **kwargs):
     params = inspect.signature(fn).parameters
     if "who" in params and "who" not in kwargs:
         kwargs["who"] = who
+    before = data_version()
     with cursor() as cur:
         out = fn(cur, *args, **kwargs)
-    data_version(refresh=True)
+    after = data_version(refresh=True)
+    if after != before:
+        warm(after)
     return out
 
 

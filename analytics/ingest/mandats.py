@@ -1117,9 +1117,14 @@ def _occurrence_sql(keyed: str, keys: str) -> tuple[str, str]:
     return dups, occ
 
 
-def _insert_sql(src: Source, keyed: str, repeated: bool) -> str:
+def _insert_sql(src: Source, keyed: str, repeated: bool, exercices: bool = False) -> str:
     """INSERT the accepted lines whose natural key is not already in mandats (``repeated``:
-    some base keys are repeated, their occurrence numbers are in _m_occ)."""
+    some base keys are repeated, their occurrence numbers are in _m_occ).
+
+    ``exercices``: every accepted line has an exercice, between $ex_min and $ex_max. The
+    natural key holds the exercice, so only the stored lines of those exercices can share
+    a key: the check reads them alone (a database of ten years is not read whole by the
+    import of the eleventh)."""
     dated = any(n in src.fields for n in DATE_FIELDS)
     occurrence, occ_join = "1", ""
     if repeated:
@@ -1142,7 +1147,9 @@ def _insert_sql(src: Source, keyed: str, repeated: bool) -> str:
         amount, CASE WHEN amount_src = 'amount_ht' THEN 'HT' ELSE 'TTC' END,
         v_amount_ht, v_amount_tva, coalesce(v_amount_ttc, v_amount),
         r_nature, r_fonction, r_objet, r_contract_number, r_service, r_category
-    FROM n ANTI JOIN mandats m ON m.natural_key = n.natural_key
+    FROM n ANTI JOIN (
+        SELECT natural_key FROM mandats {"WHERE exercice BETWEEN $ex_min AND $ex_max" if exercices else ""}
+    ) m ON m.natural_key = n.natural_key
     """
 
 
@@ -1215,7 +1222,15 @@ def _load_source(
     repeated = con.execute("SELECT count(*) FROM _m_dups").fetchall()[0][0] > 0
     if repeated:
         con.execute(occ_sql)
-    loaded = _insert_unordered(con, _insert_sql(src, keyed, repeated), {"import_id": import_id})
+    ex_min, ex_max, ex_null = con.execute(
+        "SELECT min(exercice), max(exercice), count(*) FILTER (WHERE exercice IS NULL) FROM _m_rows"
+        " WHERE NOT is_empty AND rej_reason IS NULL"
+    ).fetchall()[0]
+    exercices = ex_min is not None and not ex_null
+    params = {"import_id": import_id}
+    if exercices:
+        params.update(ex_min=int(ex_min), ex_max=int(ex_max))
+    loaded = _insert_unordered(con, _insert_sql(src, keyed, repeated, exercices), params)
     total = con.execute(
         """
         SELECT CAST(sum(amount) AS DOUBLE), count(*) FILTER (WHERE NOT supplier_identified),

@@ -33,6 +33,15 @@ CREATE TABLE IF NOT EXISTS mandats_monthly (
     first_date DATE NOT NULL,   -- first day with any line
     raw_name VARCHAR   -- the smallest name as written in the lines
 );
+CREATE TABLE IF NOT EXISTS supplier_names (
+    -- each import's lines counted per supplier, name and postcode as written: what the
+    -- classification reads (most frequent name, postcode) instead of every line
+    import_id INTEGER NOT NULL,
+    supplier_key VARCHAR NOT NULL,
+    name VARCHAR,
+    postcode VARCHAR,
+    lines BIGINT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS supplier_first (
     buyer_key VARCHAR NOT NULL,   -- buyer_siret, '' when the lines carry none
     buyer_siret VARCHAR,
@@ -72,6 +81,15 @@ SELECT coalesce(buyer_siret, '') AS buyer_key, any_value(buyer_siret) AS buyer_s
 FROM mandats_monthly {where} GROUP BY 1, 3
 """
 
+_NAMES = """
+SELECT import_id, supplier_key, supplier_name, supplier_postcode, count(*) FROM mandats {where} GROUP BY ALL
+"""
+
+# supplier_names from all of mandats (the schema migration 4, ``rebuild``)
+NAMES_REBUILD = (
+    DDL + ";\nDELETE FROM supplier_names;\nINSERT INTO supplier_names " + _NAMES.format(where="")
+)
+
 # supplier_first again from all of mandats_monthly (after a backfill or an undo)
 _REFILL_FIRST = f"DELETE FROM supplier_first;\nINSERT INTO supplier_first {_FIRST.format(where='')}"
 
@@ -79,7 +97,7 @@ _REFILL_FIRST = f"DELETE FROM supplier_first;\nINSERT INTO supplier_first {_FIRS
 # (migration 3 drops the table first: its rows of version 2 had no category)
 REBUILD = (
     f"{DDL};\nDELETE FROM mandats_monthly;\n"
-    f"INSERT INTO mandats_monthly {_SELECT} GROUP BY ALL ORDER BY month;\n{_REFILL_FIRST}"
+    f"INSERT INTO mandats_monthly {_SELECT} GROUP BY ALL ORDER BY month;\n{_REFILL_FIRST};\n{NAMES_REBUILD}"
 )
 
 
@@ -96,12 +114,16 @@ def add_import(con: duckdb.DuckDBPyConnection, import_id: int) -> int:
         "first_date = least(supplier_first.first_date, excluded.first_date)",
         {"i": int(import_id)},
     )
+    con.execute(
+        "INSERT INTO supplier_names " + _NAMES.format(where="WHERE import_id = $i"), {"i": int(import_id)}
+    )
     return n
 
 
 def remove_import(con: duckdb.DuckDBPyConnection, import_id: int) -> None:
     """Remove an import's sums; the first days are computed again from what remains."""
     con.execute("DELETE FROM mandats_monthly WHERE import_id = $i", {"i": int(import_id)})
+    con.execute("DELETE FROM supplier_names WHERE import_id = $i", {"i": int(import_id)})
     con.execute(_REFILL_FIRST)
 
 
@@ -142,3 +164,15 @@ def ready(con) -> bool:
             _READY.clear()
         _READY[key] = out
     return out
+
+
+def names_ready(con) -> bool:
+    """Whether supplier_names counts exactly the lines of ``mandats`` (the classification
+    then reads it; lines written without the importers make it read the lines)."""
+    try:
+        counted, lines = con.execute(
+            "SELECT (SELECT coalesce(sum(lines), 0) FROM supplier_names), (SELECT count(*) FROM mandats)"
+        ).fetchone()
+    except duckdb.CatalogException:
+        return False
+    return int(counted) == int(lines)

@@ -303,6 +303,12 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         "mandats_monthly by purchase category too (the category breakdowns leave the lines)",
         "DROP TABLE IF EXISTS mandats_monthly;\n" + _aggregates.REBUILD,
     ),
+    (
+        4,
+        "supplier_names: each import's lines counted per supplier, name and postcode (what the "
+        "classification reads instead of every line)",
+        _aggregates.NAMES_REBUILD,
+    ),
 ]
 
 # Tables whose rows belong to one import (undo deletes them by import_id).

@@ -81,6 +81,42 @@ def test_kept_by_import_and_undo(db):
     assert aggregates.ready(con)
     assert con.execute("SELECT count(*) FROM mandats_monthly WHERE import_id = ?", [ids[0]]).fetchone()[0] == 0
     _first_days_match_the_lines(con)
+    _names_match_the_lines(con)
+
+
+def _names_match_the_lines(con) -> None:
+    assert aggregates.names_ready(con)
+    expected = con.execute(
+        "SELECT import_id, supplier_key, supplier_name, supplier_postcode, count(*) FROM mandats "
+        "GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    got = con.execute("SELECT * FROM supplier_names ORDER BY ALL").fetchall()
+    assert got == expected and len(got) > 100
+
+
+def test_classification_reads_supplier_names_only_when_in_step(db):
+    """The classification counts names and postcodes from supplier_names (a tenth of the
+    rows) when it counts exactly the lines; a line written otherwise sends it back to the
+    lines, and the classes are the same either way."""
+    from analytics import referential
+
+    con, _ = db
+    _names_match_the_lines(con)
+    assert referential._data_keys(con) is referential._DATA_KEYS_COUNTED
+    cols = ", ".join(c for c in referential.CLASS_COLUMNS if c != "classified_at")
+    counted, lines = (
+        con.execute(f"SELECT {cols} FROM ({referential._class_sql(k)}) ORDER BY supplier_key").fetchall()
+        for k in (referential._DATA_KEYS_COUNTED, referential._DATA_KEYS)
+    )
+    assert counted == lines and len(lines) > 100
+    con.execute(
+        "INSERT INTO mandats SELECT * REPLACE ('x' || natural_key AS natural_key, 'AUTRE NOM' AS supplier_name)"
+        " FROM mandats LIMIT 5"
+    )
+    assert not aggregates.names_ready(con)
+    assert referential._data_keys(con) is referential._DATA_KEYS
+    aggregates.rebuild(con)
+    _names_match_the_lines(con)
 
 
 def _first_days_match_the_lines(con) -> None:

@@ -67,8 +67,10 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     # footprint: SUPPLIER_CLASS_SQL[c] for known classes only; Territory.column; HOLDER_COLUMN
     # map; population column by t.kind from a fixed dict; codes as $territory_codes / $codes
     # mandats_monthly: constant statements; the import id is $i
-    ("analytics/aggregates.py", "<module>"): 4,  # _SELECT, _REFILL_FIRST, REBUILD: constants joined
-    ("analytics/aggregates.py", "add_import"): 3,
+    # _SELECT, _REFILL_FIRST, REBUILD, NAMES_REBUILD: constants joined or formatted with
+    # constant WHERE clauses
+    ("analytics/aggregates.py", "<module>"): 6,
+    ("analytics/aggregates.py", "add_import"): 5,
     ("analytics/aggregates.py", "remove_import"): 2,
     ("analytics/footprint.py", "_filter_classes"): 1,
     ("analytics/footprint.py", "_population_share"): 1,
@@ -161,7 +163,8 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     ("analytics/previews.py", "preview"): 1,
     # referential: HOLDER_KEY_SQL / class SQL constants; ref view and column names from a
     # fixed dict by t.kind; Territory.column; keys and codes as $parameters
-    ("analytics/referential.py", "<module>"): 2,  # HOLDER_KEY_SQL (constant) in _DATA_KEYS, _TOUCHED_KEYS
+    # HOLDER_KEY_SQL (constant) in _HOLDER_KEYS, itself in the _DATA_KEYS / _TOUCHED_KEYS variants
+    ("analytics/referential.py", "<module>"): 5,
     ("analytics/referential.py", "_check_territory"): 2,
     ("analytics/referential.py", "_class_sql"): 1,
     ("analytics/referential.py", "_ensure_ref_views"): 1,

@@ -604,6 +604,27 @@ def _regional_employment(model: Model, t: Territory) -> np.ndarray | None:
     return df.groupby("branch")["employment"].sum().reindex(list(model.branches)).fillna(0).to_numpy(float)
 
 
+def _per_distinct(fn, *columns: pd.Series) -> list:
+    """``[fn(*values) for values in zip(*columns)]`` (missing values as None), computed once
+    per distinct tuple of values (a year of a large buyer: 90,000 suppliers, a few hundred
+    NAF × CPV pairs)."""
+    n = len(columns[0])
+    if not n:
+        return []
+    combined = np.zeros(n, dtype=np.int64)
+    for col in columns:
+        codes, uniques = pd.factorize(col)  # missing: -1
+        combined = combined * (len(uniques) + 1) + (codes + 1)
+    _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+
+    def value(col: pd.Series, i: int):
+        v = col.iloc[i]
+        return None if v is None or (not isinstance(v, str) and pd.isna(v)) else v
+
+    values = [fn(*(value(col, int(i)) for col in columns)) for i in first]
+    return [values[k] for k in inverse.ravel()]
+
+
 def _assign(rows: pd.DataFrame, model: Model) -> pd.DataFrame:
     """Branch (from the NAF, else the CPV), carbon intensities and their source for every row."""
     rows = rows.copy()
@@ -623,9 +644,7 @@ def _assign(rows: pd.DataFrame, model: Model) -> pd.DataFrame:
         return cache[key]
 
     cols = ["branch", "branch_source", "ci_central", "ci_low", "ci_high", "carbon_level"]
-    naf = rows["naf"].astype(object).where(rows["naf"].notna(), None)
-    cpv = rows["cpv"].astype(object).where(rows["cpv"].notna(), None)
-    values = [one(n, c) for n, c in zip(naf, cpv)]
+    values = _per_distinct(one, rows["naf"], rows["cpv"])
     out = pd.DataFrame(values, columns=cols, index=rows.index) if values else pd.DataFrame(columns=cols)
     for c in cols:
         rows[c] = (
@@ -945,14 +964,7 @@ def _carbon(rows: pd.DataFrame) -> dict:
     rows = rows.assign(
         carbon_tco2e=np.where(known, rows["spend"] * rows["ci_central"], rows["spend"] * avg["central"])
         / 1e6,
-        category=[
-            _category(n, c, b)
-            for n, c, b in zip(
-                rows["naf"].astype(object).where(rows["naf"].notna(), None),
-                rows["cpv"].astype(object).where(rows["cpv"].notna(), None),
-                rows["branch_source"].astype(object).where(rows["branch_source"].notna(), None),
-            )
-        ],
+        category=_per_distinct(_category, rows["naf"], rows["cpv"], rows["branch_source"]),
     )
     cat = (
         rows.groupby("category", dropna=False)

@@ -12,6 +12,7 @@ import math
 
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from analytics import geo
 
@@ -24,10 +25,19 @@ SEQUENTIAL = [[0.0, "#E3EDF7"], [0.35, "#9CC1E0"], [0.7, "#3E7CB1"], [1.0, "#123
 FONT = "Helvetica, Arial, sans-serif"  # measured by plotly as drawn: no webfont swap
 MAX_LABEL = 40
 
+# plotly_white, restricted to the trace types drawn here, built once: naming the whole
+# template on a figure costs about 22 ms (validated and copied each time), this 9 ms,
+# for the same look.
+_WHITE = pio.templates["plotly_white"]
+TEMPLATE = go.layout.Template(
+    layout=_WHITE.layout,
+    data={kind: getattr(_WHITE.data, kind) for kind in ("bar", "choropleth", "scatter", "scattergeo")},
+)
+
 
 def _layout(fig: go.Figure, *, height: int = 380, title: str | None = None, legend: bool = True) -> go.Figure:
     fig.update_layout(
-        template="plotly_white",
+        template=TEMPLATE,
         separators=", ",  # decimal comma, space between thousands
         font={"family": FONT, "size": 13, "color": "#1D2733"},
         height=height,

@@ -168,13 +168,30 @@ PAGES = (
 )  # fmt: skip
 
 
+# A small payment export of the latest year, imported on the Import page by the page
+# benchmark's third round.
+SMALL_IMPORT = (
+    "Exercice;N° mandat;Date de paiement;SIRET fournisseur;Nom fournisseur;Montant TTC;Nature\n"
+    "2025;900001;15/12/2025;35600000000048;LA POSTE;1 234,50;6261\n"
+    "2025;900002;16/12/2025;55208131766522;EDF;800,00;60612\n"
+)
+
+
 def bench_pages(db_file: Path, workdir: Path) -> dict:
     """Server-side run time of every page under streamlit's AppTest, in a fresh process:
-    first visit (empty caches: every query runs) and second visit (cached), with the
-    default filters (latest year). Python imports are done before the clock starts."""
+    first visit (empty caches: every query runs), second visit (cached), with the default
+    filters (latest year); then an analyst imports a small file on the Import page, the
+    dashboard computes the recent results again in the background (cached.warm), and
+    every page is visited a third time. Python imports are done before the clock starts.
+    The pages run on a copy of the database (the import writes)."""
+    import shutil
+
     roles = workdir / "no_roles.toml"
+    copy = workdir / "pages_copy.duckdb"
+    shutil.copy(db_file, copy)
+    db_file = copy
     code = f"""
-import json, os, time
+import json, os, threading, time
 os.environ["EMPREINTE_DB"] = r"{db_file}"
 os.environ["EMPREINTE_ROLES"] = r"{roles}"
 os.environ.pop("EMPREINTE_ROLE", None)
@@ -194,11 +211,29 @@ for rnd in ("first", "second"):
         out[rnd][page] = time.perf_counter() - t0
         if at.exception:
             out["exceptions"][page] = [str(e.value)[:200] for e in at.exception]
+at.switch_page("pages/import_donnees.py").run()
+at.selectbox(key="imp_kind").set_value("mandats")
+at.file_uploader(key="imp_file").set_value(("petit.csv", {SMALL_IMPORT.encode("utf-8")!r}, "text/csv"))
+at.run()
+t0 = time.perf_counter()
+at.button(key="imp_commit").click().run()
+out["import_s"] = time.perf_counter() - t0
+out["import_ok"] = any("enregistré" in m.value for m in at.success)
+t0 = time.perf_counter()
+while any(t.name == "empreinte-warm" for t in threading.enumerate()):
+    time.sleep(0.05)
+out["warm_s"] = time.perf_counter() - t0
+out["after_import"] = {{}}
+for page in pages:
+    t0 = time.perf_counter()
+    at.switch_page(f"pages/{{page}}.py").run()
+    out["after_import"][page] = time.perf_counter() - t0
 print(json.dumps(out))
 """
     rss, stdout = child_peak_rss(code)
     res = json.loads(stdout.strip().splitlines()[-1])
     res["peak_rss_mb"] = rss
+    copy.unlink(missing_ok=True)
     return res
 
 
@@ -408,6 +443,15 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
                 _status(second[1] < 1.5),
             )
         )
+        if pg.get("after_import"):
+            after = max(pg["after_import"].items(), key=lambda kv: kv[1])
+            rows.append(
+                (
+                    f"a page runs (AppTest) < 1.5 s ({pg['label']}), after an import (warmed)",
+                    f"slowest {after[1]:.2f} s ({after[0]})",
+                    _status(after[1] < 1.5),
+                )
+            )
     return rows
 
 
@@ -498,10 +542,23 @@ def write_markdown(results: dict, path: Path) -> None:
             "query runs; second visit: the same page again (results cached by data version). "
             f"Peak RSS of the process: {pg['peak_rss_mb']:,.0f} MB.",
             "",
-            "| page | first visit (s) | second visit (s) |",
-            "|---|---|---|",
-            *(f"| {k} | {v:.2f} | {pg['second'][k]:.2f} |" for k, v in pg["first"].items()),
+            "| page | first visit (s) | second visit (s) | after an import, warmed (s) |",
+            "|---|---|---|---|",
+            *(
+                f"| {k} | {v:.2f} | {pg['second'][k]:.2f} | "
+                + (f"{pg['after_import'][k]:.2f}" if k in pg.get("after_import", {}) else "–")
+                + " |"
+                for k, v in pg["first"].items()
+            ),
         ]
+        if "warm_s" in pg:
+            lines += [
+                "",
+                f"Third column: an analyst imported a 2-line file on the Import page "
+                f"({pg['import_s']:.1f} s, {'accepted' if pg.get('import_ok') else 'NOT accepted'}); "
+                f"the dashboard then computed again the results it had served, in the background, "
+                f"in {pg['warm_s']:.1f} s after the import returned; then every page was visited.",
+            ]
         if pg.get("exceptions"):
             lines += ["", f"Exceptions: {pg['exceptions']}"]
     if results.get("figures"):

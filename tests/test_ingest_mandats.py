@@ -436,6 +436,27 @@ def test_overlapping_exports_count_duplicates(con, tmp_path, numbered):
     assert con.execute(f"SELECT bool_and(natural_key LIKE '{prefix}|%') FROM mandats").fetchall()[0][0]
 
 
+@pytest.mark.parametrize("numbered", [True, False], ids=["mandat-key", "line-hash"])
+def test_repeated_lines_found_across_exercices_and_imports(con, tmp_path, numbered):
+    """The repeated-line check reads only the stored lines of the file's exercices: a file
+    spanning two exercices finds its lines of each, whatever import holds them."""
+
+    def lines(year: int, ids_: list[int]) -> list[str]:
+        if numbered:
+            return [f"{year};{i};1;0{1 + i % 9}/12/{year};F{i};{i}0,00\n" for i in ids_]
+        return [f"0{1 + i % 9}/12/{year};F{i};{i}0,00\n" for i in ids_]
+
+    head = "Exercice;N° mandat;N° ligne;Date;Fournisseur;Montant\n" if numbered else "Date;Fournisseur;Montant\n"
+    imp(con, write(tmp_path / "y24.csv", head + "".join(lines(2024, [1, 2, 3]))))
+    imp(con, write(tmp_path / "y25.csv", head + "".join(lines(2025, [1, 2]))))
+    imp(con, write(tmp_path / "y22.csv", head + "".join(lines(2022, [1]))))
+    both = write(tmp_path / "both.csv", head + "".join(lines(2024, [2, 3, 4]) + lines(2025, [2, 5])))
+    r = imp(con, both)
+    assert (r.rows_read, r.rows_loaded, r.rows_duplicate) == (5, 2, 3)
+    got = con.execute("SELECT exercice, count(*) FROM mandats GROUP BY 1 ORDER BY 1").fetchall()
+    assert got == [(2022, 1), (2024, 4), (2025, 3)]
+
+
 def test_identical_lines_are_kept_and_matched_by_occurrence(con, tmp_path):
     line = "01/03/2026;ACME;Ticket;5,00\n"
     head = "Date;Fournisseur;Objet;Montant\n"

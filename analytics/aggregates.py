@@ -33,6 +33,21 @@ CREATE TABLE IF NOT EXISTS mandats_monthly (
     first_date DATE NOT NULL,   -- first day with any line
     raw_name VARCHAR   -- the smallest name as written in the lines
 );
+CREATE TABLE IF NOT EXISTS mandats_yearly (
+    -- mandats_monthly summed per year (no category): what whole-year queries read, a
+    -- quarter of the rows of the months (v5)
+    import_id INTEGER NOT NULL,
+    buyer_siret VARCHAR,
+    year INTEGER NOT NULL,
+    supplier_key VARCHAR NOT NULL,
+    lines BIGINT NOT NULL,
+    lines_ttc BIGINT NOT NULL,
+    net DECIMAL(38, 2) NOT NULL,
+    pos DECIMAL(38, 2) NOT NULL,
+    first_paid DATE,
+    first_date DATE NOT NULL,
+    raw_name VARCHAR
+);
 CREATE TABLE IF NOT EXISTS supplier_names (
     -- each import's lines counted per supplier, name and postcode as written: what the
     -- classification reads (most frequent name, postcode) instead of every line
@@ -81,6 +96,16 @@ SELECT coalesce(buyer_siret, '') AS buyer_key, any_value(buyer_siret) AS buyer_s
 FROM mandats_monthly {where} GROUP BY 1, 3
 """
 
+_YEARLY = """
+INSERT INTO mandats_yearly
+SELECT import_id, buyer_siret, year(month) AS year, supplier_key, sum(lines), sum(lines_ttc),
+       sum(net), sum(pos), min(first_paid), min(first_date), min(raw_name)
+FROM mandats_monthly {where} GROUP BY ALL ORDER BY year
+"""
+
+# mandats_yearly from all of mandats_monthly (the schema migration 5, ``rebuild``)
+YEARLY_REBUILD = DDL + ";\nDELETE FROM mandats_yearly;\n" + _YEARLY.format(where="")
+
 _NAMES = """
 SELECT import_id, supplier_key, supplier_name, supplier_postcode, count(*) FROM mandats {where} GROUP BY ALL
 """
@@ -97,7 +122,8 @@ _REFILL_FIRST = f"DELETE FROM supplier_first;\nINSERT INTO supplier_first {_FIRS
 # (migration 3 drops the table first: its rows of version 2 had no category)
 REBUILD = (
     f"{DDL};\nDELETE FROM mandats_monthly;\n"
-    f"INSERT INTO mandats_monthly {_SELECT} GROUP BY ALL ORDER BY month;\n{_REFILL_FIRST};\n{NAMES_REBUILD}"
+    f"INSERT INTO mandats_monthly {_SELECT} GROUP BY ALL ORDER BY month;\n{_REFILL_FIRST};\n{NAMES_REBUILD};\n"
+    + YEARLY_REBUILD
 )
 
 
@@ -114,6 +140,7 @@ def add_import(con: duckdb.DuckDBPyConnection, import_id: int) -> int:
         "first_date = least(supplier_first.first_date, excluded.first_date)",
         {"i": int(import_id)},
     )
+    con.execute(_YEARLY.format(where="WHERE import_id = $i"), {"i": int(import_id)})
     con.execute(
         "INSERT INTO supplier_names " + _NAMES.format(where="WHERE import_id = $i"), {"i": int(import_id)}
     )
@@ -123,6 +150,7 @@ def add_import(con: duckdb.DuckDBPyConnection, import_id: int) -> int:
 def remove_import(con: duckdb.DuckDBPyConnection, import_id: int) -> None:
     """Remove an import's sums; the first days are computed again from what remains."""
     con.execute("DELETE FROM mandats_monthly WHERE import_id = $i", {"i": int(import_id)})
+    con.execute("DELETE FROM mandats_yearly WHERE import_id = $i", {"i": int(import_id)})
     con.execute("DELETE FROM supplier_names WHERE import_id = $i", {"i": int(import_id)})
     con.execute(_REFILL_FIRST)
 
@@ -138,7 +166,8 @@ _READY: dict[tuple, bool] = {}
 
 
 def ready(con) -> bool:
-    """Whether the table holds exactly the lines of ``mandats`` (same count, same total):
+    """Whether mandats_monthly and mandats_yearly hold exactly the lines of ``mandats``
+    (same count, same total):
     False when it is missing, or when lines were written without the importers.
 
     Remembered per database file while its row counts and import ledger stay the same (a
@@ -148,17 +177,23 @@ def ready(con) -> bool:
         key = con.execute(
             "SELECT (SELECT path FROM duckdb_databases() WHERE database_name = current_database()),"
             " (SELECT count(*) FROM mandats), (SELECT count(*) FROM mandats_monthly),"
+            " (SELECT count(*) FROM mandats_yearly),"
             " (SELECT max(import_id) FROM imports), (SELECT count(*) FROM imports WHERE status <> 'ok')"
         ).fetchone()
         if key[0] and key in _READY:
             return _READY[key]
         lines, total = con.execute("SELECT count(*), sum(amount) FROM mandats").fetchone()
-        agg_lines, agg_total = con.execute(
-            "SELECT coalesce(sum(lines), 0), sum(net) FROM mandats_monthly"
+        agg_lines, agg_total, year_lines, year_total = con.execute(
+            "SELECT (SELECT coalesce(sum(lines), 0) FROM mandats_monthly), (SELECT sum(net) FROM mandats_monthly),"
+            " (SELECT coalesce(sum(lines), 0) FROM mandats_yearly), (SELECT sum(net) FROM mandats_yearly)"
         ).fetchone()
     except duckdb.CatalogException:
         return False
-    out = lines > 0 and int(agg_lines) == int(lines) and agg_total == total
+    out = (
+        lines > 0
+        and int(agg_lines) == int(lines) == int(year_lines)
+        and agg_total == total == year_total
+    )
     if key[0]:
         if len(_READY) > 64:
             _READY.clear()

@@ -309,6 +309,11 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         "classification reads instead of every line)",
         _aggregates.NAMES_REBUILD,
     ),
+    (
+        5,
+        "mandats_yearly: mandats_monthly summed per year (what whole-year queries read)",
+        _aggregates.YEARLY_REBUILD,
+    ),
 ]
 
 # Tables whose rows belong to one import (undo deletes them by import_id).

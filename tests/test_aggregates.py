@@ -82,6 +82,19 @@ def test_kept_by_import_and_undo(db):
     assert con.execute("SELECT count(*) FROM mandats_monthly WHERE import_id = ?", [ids[0]]).fetchone()[0] == 0
     _first_days_match_the_lines(con)
     _names_match_the_lines(con)
+    _years_match_the_lines(con)
+
+
+def _years_match_the_lines(con) -> None:
+    expected = con.execute(
+        "SELECT import_id, buyer_siret, year(spend_date), supplier_key, count(*), sum(amount), "
+        "min(spend_date) FILTER (WHERE amount > 0), min(spend_date) FROM mandats GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    got = con.execute(
+        "SELECT import_id, buyer_siret, year, supplier_key, lines, net, first_paid, first_date "
+        "FROM mandats_yearly ORDER BY ALL"
+    ).fetchall()
+    assert got == expected and len(got) > 100
 
 
 def _names_match_the_lines(con) -> None:
@@ -163,13 +176,15 @@ def test_migration_builds_it_for_an_existing_database(db, tmp_path):
         Filters.year(2025, territory=Territory("reg", ("32",))).with_(supplier_classes=("ess", "local")),
         Filters.year(2025).with_(date_from=dt.date(2025, 3, 1), date_to=dt.date(2025, 3, 31)),
         Filters.year(2025).with_(date_from=dt.date(2024, 7, 1), date_to=dt.date(2025, 6, 30)),
+        Filters.year(2025, territory=Territory("dep", ("59",))).with_(date_from=dt.date(2024, 1, 1)),
         # not whole months, or a line-level filter: read from the lines either way
         Filters.year(2025).with_(date_from=dt.date(2025, 3, 5), date_to=dt.date(2025, 4, 30)),
         Filters.year(2025).with_(services=("Direction des routes",)),
     ],
-    ids=["dep59", "2024", "classes", "march", "rolling", "days", "service"],
+    ids=["dep59", "2024", "classes", "march", "rolling", "two-years", "days", "service"],
 )
 def test_same_figures_as_the_lines(db, monkeypatch, f):
+    # whole years read mandats_yearly, other whole months mandats_monthly
     con, _ = db
     lines, monthly = _both(con, monkeypatch, lambda: indicators.headline_with_previous(con, f))
     _same_headline(lines["current"], monthly["current"])
@@ -181,6 +196,16 @@ def test_same_figures_as_the_lines(db, monkeypatch, f):
     whole = f.with_(date_from=dt.date(2024, 1, 1), date_to=dt.date(2025, 12, 31))
     a, b = _both(con, monkeypatch, lambda: indicators.supplier_history(con, whole, key))
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_yearly_ok_rules():
+    y = Filters.year(2025)
+    assert indicators.yearly_ok(y) and indicators.yearly_ok(y, ("year",))
+    assert indicators.yearly_ok(y.with_(date_from=dt.date(2016, 1, 1)))
+    assert not indicators.yearly_ok(y, ("month",)) and not indicators.yearly_ok(y, ("category",))
+    assert not indicators.yearly_ok(y.with_(date_to=dt.date(2025, 11, 30)))
+    assert not indicators.yearly_ok(y.with_(date_from=dt.date(2024, 7, 1), date_to=dt.date(2025, 6, 30)))
+    assert not indicators.yearly_ok(y.with_(services=("Voirie",)))
 
 
 def test_monthly_ok_rules():

@@ -85,26 +85,28 @@ def test_kept_by_import_and_undo(db):
     _years_match_the_lines(con)
 
 
+def _same_rows(con, from_lines: str, kept: str) -> None:
+    """The rows a kept table holds are the ones its definition gives from the lines."""
+    expected = con.execute(from_lines + " ORDER BY ALL").fetchall()
+    assert con.execute(kept + " ORDER BY ALL").fetchall() == expected and len(expected) > 100
+
+
 def _years_match_the_lines(con) -> None:
-    expected = con.execute(
+    _same_rows(
+        con,
         "SELECT import_id, buyer_siret, year(spend_date), supplier_key, count(*), sum(amount), "
-        "min(spend_date) FILTER (WHERE amount > 0), min(spend_date) FROM mandats GROUP BY ALL ORDER BY ALL"
-    ).fetchall()
-    got = con.execute(
-        "SELECT import_id, buyer_siret, year, supplier_key, lines, net, first_paid, first_date "
-        "FROM mandats_yearly ORDER BY ALL"
-    ).fetchall()
-    assert got == expected and len(got) > 100
+        "min(spend_date) FILTER (WHERE amount > 0), min(spend_date) FROM mandats GROUP BY ALL",
+        "SELECT import_id, buyer_siret, year, supplier_key, lines, net, first_paid, first_date FROM mandats_yearly",
+    )
 
 
 def _names_match_the_lines(con) -> None:
     assert aggregates.names_ready(con)
-    expected = con.execute(
-        "SELECT import_id, supplier_key, supplier_name, supplier_postcode, count(*) FROM mandats "
-        "GROUP BY ALL ORDER BY ALL"
-    ).fetchall()
-    got = con.execute("SELECT * FROM supplier_names ORDER BY ALL").fetchall()
-    assert got == expected and len(got) > 100
+    _same_rows(
+        con,
+        "SELECT import_id, supplier_key, supplier_name, supplier_postcode, count(*) FROM mandats GROUP BY ALL",
+        "SELECT * FROM supplier_names",
+    )
 
 
 def test_classification_reads_supplier_names_only_when_in_step(db):
@@ -133,14 +135,12 @@ def test_classification_reads_supplier_names_only_when_in_step(db):
 
 
 def _first_days_match_the_lines(con) -> None:
-    expected = con.execute(
+    _same_rows(
+        con,
         "SELECT coalesce(buyer_siret, ''), supplier_key, min(spend_date) FILTER (WHERE amount > 0), "
-        "min(spend_date) FROM mandats GROUP BY 1, 2 ORDER BY 1, 2"
-    ).fetchall()
-    got = con.execute(
-        "SELECT buyer_key, supplier_key, first_paid, first_date FROM supplier_first ORDER BY 1, 2"
-    ).fetchall()
-    assert got == expected and len(got) > 100
+        "min(spend_date) FROM mandats GROUP BY 1, 2",
+        "SELECT buyer_key, supplier_key, first_paid, first_date FROM supplier_first",
+    )
 
 
 def test_lines_written_otherwise_are_read_from_mandats(db, monkeypatch):

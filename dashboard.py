@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from pathlib import Path
 
 import streamlit as st
 
@@ -45,65 +46,69 @@ def login_gate() -> str:
     return role
 
 
+# The file name (stem) of each page by its address: until the frame has run once,
+# Streamlit also serves a page under its file name (…/ess_inclusion).
+PAGE_FILES: dict[str, str] = {}
+
+
+def _page(file: str, **kw):
+    page = st.Page("pages/" + file, **kw)
+    PAGE_FILES[page.url_path] = Path(file).stem
+    return page
+
+
 def pages(role: str) -> dict:
-    p = "pages/"
     # Readers do not see the Import page in the menu; reached by its address, it refuses
     # every action (the role is checked again by each action on the server).
     data = [
-        st.Page(
-            p + "import_donnees.py",
+        _page(
+            "import_donnees.py",
             title="Import",
             icon=":material/upload_file:",
             url_path="import",
             visibility="visible" if role == "analyst" else "hidden",
         ),
-        st.Page(
-            p + "methodes.py", title="Données et méthodes", icon=":material/menu_book:", url_path="methodes"
-        ),
+        _page("methodes.py", title="Données et méthodes", icon=":material/menu_book:", url_path="methodes"),
     ]
     return {
         "Pilotage": [
-            st.Page(
-                p + "vue_ensemble.py",
+            _page(
+                "vue_ensemble.py",
                 title="Vue d'ensemble",
                 icon=":material/dashboard:",
                 url_path="vue-ensemble",
                 default=True,
             ),
-            st.Page(p + "spaser.py", title="SPASER", icon=":material/flag:", url_path="spaser"),
-            st.Page(p + "revue.py", title="Revue mensuelle", icon=":material/event_note:", url_path="revue"),
+            _page("spaser.py", title="SPASER", icon=":material/flag:", url_path="spaser"),
+            _page("revue.py", title="Revue mensuelle", icon=":material/event_note:", url_path="revue"),
         ],
         "Analyse": [
-            st.Page(
-                p + "territoire.py",
+            _page(
+                "territoire.py",
                 title="Empreinte territoriale",
                 icon=":material/map:",
                 url_path="territoire",
             ),
-            st.Page(
-                p + "economie.py",
+            _page(
+                "economie.py",
                 title="Empreinte économique",
                 icon=":material/factory:",
                 url_path="economie",
             ),
-            st.Page(
-                p + "ess_inclusion.py",
+            _page(
+                "ess_inclusion.py",
                 title="ESS et inclusion",
                 icon=":material/diversity_3:",
                 url_path="ess-inclusion",
             ),
-            st.Page(
-                p + "fournisseurs.py",
+            _page(
+                "fournisseurs.py",
                 title="Fournisseurs",
                 icon=":material/storefront:",
                 url_path="fournisseurs",
             ),
-            st.Page(
-                p + "sourcing.py", title="Sourcing", icon=":material/travel_explore:", url_path="sourcing"
-            ),
-            st.Page(
-                p + "leviers.py", title="Leviers d'action", icon=":material/lightbulb:", url_path="leviers"
-            ),
+            _page("sourcing.py", title="Sourcing", icon=":material/travel_explore:", url_path="sourcing"),
+            _page("leviers.py", title="Leviers d'action", icon=":material/lightbulb:", url_path="leviers"),
         ],
         "Données": data,
     }
@@ -250,7 +255,12 @@ def main() -> None:
     page = st.navigation(menu)
     wanted = st.session_state.pop("requested_path", None)
     if wanted:  # a page's address opened before the frame had run (pages/_ui.filters)
-        match = [q for section in menu.values() for q in section if q.url_path == wanted]
+        match = [
+            q
+            for section in menu.values()
+            for q in section
+            if wanted in (q.url_path, PAGE_FILES.get(q.url_path))
+        ]
         if match and match[0].url_path != page.url_path:
             st.switch_page(match[0])
     try:

@@ -180,18 +180,19 @@ def test_every_page_in_chromium(server):
 
 
 def test_a_page_address_as_first_request_of_a_fresh_server(fresh_server):
-    """Until dashboard.py has run once, Streamlit serves pages/ directly: a bookmarked
-    page used to fail (no filters). It now goes through the frame and opens the page
-    asked for, without an error; and again on a second visit."""
+    """Until dashboard.py has run once, Streamlit serves pages/ directly, also under
+    their file names: a bookmarked page used to fail (no filters). It now goes through
+    the frame and opens the page asked for (here by its file name, ess_inclusion, whose
+    address is ess-inclusion), without an error; then another page by its address."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1440, "height": 1000}, locale="fr-FR")
-        page.goto(f"{fresh_server}/spaser", wait_until="domcontentloaded")
-        page.locator("h1", has_text="SPASER").first.wait_for(timeout=90_000)
+        page.goto(f"{fresh_server}/ess_inclusion", wait_until="domcontentloaded")
+        page.locator("h1", has_text="ESS et inclusion").first.wait_for(timeout=90_000)
         _wait_idle(page, what="adresse directe")
-        assert page.url.rstrip("/").endswith("/spaser")
+        assert page.url.rstrip("/").endswith("/ess-inclusion")
         assert page.locator('[data-testid="stException"]').count() == 0
         assert page.locator('[data-testid="stAlertContentError"]').count() == 0
         page.goto(f"{fresh_server}/spaser", wait_until="domcontentloaded")

@@ -103,28 +103,29 @@ SELECT import_id, buyer_siret, year(month) AS year, supplier_key, sum(lines), su
 FROM mandats_monthly {where} GROUP BY ALL ORDER BY year
 """
 
-# mandats_yearly from all of mandats_monthly (the schema migration 5, ``rebuild``)
-YEARLY_REBUILD = DDL + ";\nDELETE FROM mandats_yearly;\n" + _YEARLY.format(where="")
-
 _NAMES = """
 SELECT import_id, supplier_key, supplier_name, supplier_postcode, count(*) FROM mandats {where} GROUP BY ALL
 """
 
-# supplier_names from all of mandats (the schema migration 4, ``rebuild``)
-NAMES_REBUILD = (
-    DDL + ";\nDELETE FROM supplier_names;\nINSERT INTO supplier_names " + _NAMES.format(where="")
-)
-
 # supplier_first again from all of mandats_monthly (after a backfill or an undo)
 _REFILL_FIRST = f"DELETE FROM supplier_first;\nINSERT INTO supplier_first {_FIRST.format(where='')}"
 
-# Both tables from all of mandats (the schema migration, ``rebuild``).
-# (migration 3 drops the table first: its rows of version 2 had no category)
-REBUILD = (
-    f"{DDL};\nDELETE FROM mandats_monthly;\n"
-    f"INSERT INTO mandats_monthly {_SELECT} GROUP BY ALL ORDER BY month;\n{_REFILL_FIRST};\n{NAMES_REBUILD};\n"
-    + YEARLY_REBUILD
+# Each kept table filled again from all of mandats (mandats_yearly from mandats_monthly).
+_MONTHLY_FILL = (
+    f"DELETE FROM mandats_monthly;\nINSERT INTO mandats_monthly {_SELECT} GROUP BY ALL ORDER BY month;\n"
+    + _REFILL_FIRST
 )
+_NAMES_FILL = "DELETE FROM supplier_names;\nINSERT INTO supplier_names " + _NAMES.format(where="")
+_YEARLY_FILL = "DELETE FROM mandats_yearly;\n" + _YEARLY.format(where="")
+
+# The schema migrations, each filling only the tables its version adds: 2 (and 3, which
+# drops mandats_monthly first: its rows of version 2 had no category) the monthly sums and
+# first days, 4 the name counts, 5 the yearly sums.
+MONTHLY_REBUILD = f"{DDL};\n{_MONTHLY_FILL}"
+NAMES_REBUILD = f"{DDL};\n{_NAMES_FILL}"
+YEARLY_REBUILD = f"{DDL};\n{_YEARLY_FILL}"
+# Every kept table (``rebuild``).
+REBUILD = f"{DDL};\n{_MONTHLY_FILL};\n{_NAMES_FILL};\n{_YEARLY_FILL}"
 
 
 def add_import(con: duckdb.DuckDBPyConnection, import_id: int) -> int:
@@ -167,8 +168,8 @@ _READY: dict[tuple, bool] = {}
 
 def ready(con) -> bool:
     """Whether mandats_monthly and mandats_yearly hold exactly the lines of ``mandats``
-    (same count, same total):
-    False when it is missing, or when lines were written without the importers.
+    (same count, same total): False when they are missing, or when lines were written
+    without the importers.
 
     Remembered per database file while its row counts and import ledger stay the same (a
     line inserted or deleted by hand changes a count; amounts are never updated in place
@@ -189,11 +190,7 @@ def ready(con) -> bool:
         ).fetchone()
     except duckdb.CatalogException:
         return False
-    out = (
-        lines > 0
-        and int(agg_lines) == int(lines) == int(year_lines)
-        and agg_total == total == year_total
-    )
+    out = lines > 0 and int(agg_lines) == int(lines) == int(year_lines) and agg_total == total == year_total
     if key[0]:
         if len(_READY) > 64:
             _READY.clear()

@@ -1179,11 +1179,14 @@ def _load_source(
     else:
         details.setdefault("line_numbers", "exact")
 
+    # with the exercices of the accepted lines, for the repeated-line check (_insert_sql)
     counts_row = con.execute(
         "SELECT count(*) FILTER (WHERE NOT is_empty), count(*) FILTER (WHERE NOT is_empty AND rej_reason IS NOT NULL),"
-        " count(*) FILTER (WHERE is_empty) FROM _m_rows"
+        " count(*) FILTER (WHERE is_empty), min(exercice) FILTER (WHERE NOT is_empty AND rej_reason IS NULL),"
+        " max(exercice) FILTER (WHERE NOT is_empty AND rej_reason IS NULL),"
+        " count(*) FILTER (WHERE NOT is_empty AND rej_reason IS NULL AND exercice IS NULL) FROM _m_rows"
     ).fetchall()[0]
-    rows_read, rows_rejected, empty_rows = counts_row
+    rows_read, rows_rejected, empty_rows, ex_min, ex_max, ex_null = counts_row
     if rows_read == 0:
         raise ImportRefused("Le fichier ne contient aucune ligne de données après la ligne d'en-tête.")
     header_of = {fld: src.headers[i] for fld, i in src.fields.items()}
@@ -1222,10 +1225,6 @@ def _load_source(
     repeated = con.execute("SELECT count(*) FROM _m_dups").fetchall()[0][0] > 0
     if repeated:
         con.execute(occ_sql)
-    ex_min, ex_max, ex_null = con.execute(
-        "SELECT min(exercice), max(exercice), count(*) FILTER (WHERE exercice IS NULL) FROM _m_rows"
-        " WHERE NOT is_empty AND rej_reason IS NULL"
-    ).fetchall()[0]
     exercices = ex_min is not None and not ex_null
     params = {"import_id": import_id}
     if exercices:

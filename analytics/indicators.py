@@ -628,11 +628,11 @@ def spend_sql(
     if monthly and monthly_ok(f, dims):
         buyer, params = _buyer_sql(f, "m.buyer_siret")
         if yearly_ok(f, dims):  # whole years: a quarter of the rows
-            table, dim_sql = "mandats_yearly", {"year": "m.year::BIGINT"}
+            table, dimensions = "mandats_yearly", {"year": "m.year::BIGINT"}
             where = "m.year BETWEEN $year_from AND $year_to"
             params.update(year_from=f.date_from.year, year_to=f.date_to.year)
         else:
-            table, dim_sql = "mandats_monthly", MONTHLY_DIMENSIONS
+            table, dimensions = "mandats_monthly", MONTHLY_DIMENSIONS
             where = "m.month BETWEEN $date_from AND $date_to"
             params.update(date_from=f.date_from, date_to=f.date_to)
         where += f" AND {buyer}" if buyer else ""
@@ -640,7 +640,7 @@ def spend_sql(
             where += " AND list_contains($supplier_keys, m.supplier_key)"
         agg = PAID_MONTHLY_SPEND_SQL.format(
             table=table,
-            dims="".join(f", {dim_sql[d]} AS {d}" for d in dims),
+            dims="".join(f", {dimensions[d]} AS {d}" for d in dims),
             where=where,
             details=",\n       min(m.raw_name) AS raw_name, min(m.first_paid) AS first_date"
             if details

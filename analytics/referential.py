@@ -57,6 +57,7 @@ import re
 import duckdb
 import pandas as pd
 
+from analytics import aggregates
 from analytics.filters import Territory
 from analytics.ids import clean_siren, clean_siret
 
@@ -260,8 +261,6 @@ _TOUCHED_KEYS_COUNTED = f"""
 
 
 def _data_keys(con: duckdb.DuckDBPyConnection, touched: bool = False) -> str:
-    from analytics import aggregates
-
     if aggregates.names_ready(con):
         return _TOUCHED_KEYS_COUNTED if touched else _DATA_KEYS_COUNTED
     return _TOUCHED_KEYS if touched else _DATA_KEYS

@@ -1427,7 +1427,8 @@ def _group(
         WITH ps AS MATERIALIZED ({ps})
         SELECT {key_sql} AS code, sum(net)::DOUBLE AS amount,
                (sum(net) / nullif((SELECT sum(net) FROM ps), 0))::DOUBLE AS share,
-               count(DISTINCT supplier_key) FILTER (WHERE active AND supplier_key <> 'INCONNU') AS suppliers
+               -- one row per supplier (and dim): the key is a supplier's attribute or the dim
+               count(*) FILTER (WHERE active AND supplier_key <> 'INCONNU') AS suppliers
                {extra}
         FROM ps WHERE {where}
         GROUP BY 1 ORDER BY amount DESC, code"""
@@ -1542,7 +1543,8 @@ def monthly_series(con: Con, f: Filters) -> pd.DataFrame:
                coalesce(sum(net) FILTER (WHERE inclusive_family IS NOT NULL), 0)::DOUBLE AS inclusive_amount,
                {local} AS local_amount,
                coalesce(sum(net) FILTER (WHERE terr_known), 0)::DOUBLE AS located_amount,
-               count(DISTINCT supplier_key) FILTER (WHERE active AND supplier_key <> 'INCONNU') AS suppliers
+               -- spend_sql gives one row per supplier and month: a count, not a DISTINCT
+               count(*) FILTER (WHERE active AND supplier_key <> 'INCONNU') AS suppliers
         FROM ({ps}) GROUP BY 1 ORDER BY 1"""
     return _df(con, sql, params)
 

@@ -31,7 +31,12 @@ CREATE TABLE IF NOT EXISTS mandats_monthly (
     pos DECIMAL(38, 2) NOT NULL,
     first_paid DATE,   -- first day with a positive line (NULL: credit notes only)
     first_date DATE NOT NULL,   -- first day with any line
-    raw_name VARCHAR   -- the smallest name as written in the lines
+    raw_name VARCHAR,   -- the smallest name as written in the lines
+    -- the excl.-VAT spend of the footprint (v6), exactly: the amounts excl. VAT the lines
+    -- give (amount_ht, else an amount on the HT basis), and the amounts of the other
+    -- lines (incl. VAT, no amount excl. VAT), whose VAT the footprint estimates
+    ht_known DECIMAL(38, 2) NOT NULL,
+    ttc_no_ht DECIMAL(38, 2) NOT NULL
 );
 CREATE TABLE IF NOT EXISTS mandats_yearly (
     -- mandats_monthly summed per year (no category): what whole-year queries read, a
@@ -46,7 +51,9 @@ CREATE TABLE IF NOT EXISTS mandats_yearly (
     pos DECIMAL(38, 2) NOT NULL,
     first_paid DATE,
     first_date DATE NOT NULL,
-    raw_name VARCHAR
+    raw_name VARCHAR,
+    ht_known DECIMAL(38, 2) NOT NULL,
+    ttc_no_ht DECIMAL(38, 2) NOT NULL
 );
 CREATE TABLE IF NOT EXISTS supplier_names (
     -- each import's lines counted per supplier, name and postcode as written: what the
@@ -84,7 +91,11 @@ SELECT import_id, buyer_siret, date_trunc('month', spend_date)::DATE AS month, s
        coalesce(sum(amount) FILTER (WHERE amount > 0), 0)::DECIMAL(38, 2) AS pos,
        min(spend_date) FILTER (WHERE amount > 0) AS first_paid,
        min(spend_date) AS first_date,
-       min(supplier_name) AS raw_name
+       min(supplier_name) AS raw_name,
+       coalesce(sum(coalesce(amount_ht, CASE WHEN amount_basis = 'HT' THEN amount END)), 0)::DECIMAL(38, 2)
+           AS ht_known,
+       coalesce(sum(amount) FILTER (WHERE amount_ht IS NULL AND amount_basis <> 'HT'), 0)::DECIMAL(38, 2)
+           AS ttc_no_ht
 FROM mandats m
 """
 
@@ -99,7 +110,7 @@ FROM mandats_monthly {where} GROUP BY 1, 3
 _YEARLY = """
 INSERT INTO mandats_yearly
 SELECT import_id, buyer_siret, year(month) AS year, supplier_key, sum(lines), sum(lines_ttc),
-       sum(net), sum(pos), min(first_paid), min(first_date), min(raw_name)
+       sum(net), sum(pos), min(first_paid), min(first_date), min(raw_name), sum(ht_known), sum(ttc_no_ht)
 FROM mandats_monthly {where} GROUP BY ALL ORDER BY year
 """
 
@@ -120,8 +131,10 @@ _YEARLY_FILL = "DELETE FROM mandats_yearly;\n" + _YEARLY.format(where="")
 
 # The schema migrations, each filling only the tables its version adds: 2 (and 3, which
 # drops mandats_monthly first: its rows of version 2 had no category) the monthly sums and
-# first days, 4 the name counts, 5 the yearly sums.
+# first days, 4 the name counts, 5 the yearly sums, 6 (which drops both first: their rows
+# had no excl.-VAT sums) the monthly and yearly sums.
 MONTHLY_REBUILD = f"{DDL};\n{_MONTHLY_FILL}"
+SUMS_REBUILD = f"DROP TABLE IF EXISTS mandats_yearly;\nDROP TABLE IF EXISTS mandats_monthly;\n{DDL};\n{_MONTHLY_FILL};\n{_YEARLY_FILL}"
 NAMES_REBUILD = f"{DDL};\n{_NAMES_FILL}"
 YEARLY_REBUILD = f"{DDL};\n{_YEARLY_FILL}"
 # Every kept table (``rebuild``).

@@ -314,6 +314,11 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         "mandats_yearly: mandats_monthly summed per year (what whole-year queries read)",
         _aggregates.YEARLY_REBUILD,
     ),
+    (
+        6,
+        "mandats_monthly and mandats_yearly hold the excl.-VAT sums too (the footprint leaves the lines)",
+        _aggregates.SUMS_REBUILD,
+    ),
 ]
 
 # Tables whose rows belong to one import (undo deletes them by import_id).

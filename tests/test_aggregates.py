@@ -9,7 +9,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from analytics import aggregates, indicators, store
+from analytics import aggregates, footprint, indicators, store
 from analytics.filters import Filters, Territory
 from analytics.ingest import import_file
 from analytics.ingest.common import undo_import
@@ -196,6 +196,77 @@ def test_same_figures_as_the_lines(db, monkeypatch, f):
     whole = f.with_(date_from=dt.date(2024, 1, 1), date_to=dt.date(2025, 12, 31))
     a, b = _both(con, monkeypatch, lambda: indicators.supplier_history(con, whole, key))
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_footprint_spend_from_the_sums_is_the_lines_spend(db, monkeypatch):
+    """The footprint's spend excl. VAT per supplier, from mandats_yearly / mandats_monthly
+    (schema v6), is the one the lines give, over a mix of lines: amount excl. VAT known,
+    an amount on the HT basis, an amount incl. VAT alone (VAT estimated)."""
+    con, _ = db
+    con.execute("UPDATE mandats SET amount_ht = NULL WHERE line_number % 3 = 0")
+    con.execute("UPDATE mandats SET amount_ht = NULL, amount_basis = 'HT' WHERE line_number % 5 = 0")
+    aggregates.rebuild(con)
+    assert aggregates.ready(con)
+    ht = "coalesce(sum(coalesce(amount_ht, CASE WHEN amount_basis = 'HT' THEN amount END)), 0)"
+    ttc = "coalesce(sum(amount) FILTER (WHERE amount_ht IS NULL AND amount_basis <> 'HT'), 0)"
+    _same_rows(
+        con,
+        f"SELECT import_id, date_trunc('month', spend_date)::DATE, supplier_key, {aggregates.CATEGORY_SQL}, "
+        f"{ht}, {ttc} FROM mandats m GROUP BY ALL",
+        "SELECT import_id, month, supplier_key, category, ht_known, ttc_no_ht FROM mandats_monthly",
+    )
+    _same_rows(
+        con,
+        f"SELECT import_id, year(spend_date), supplier_key, {ht}, {ttc} FROM mandats GROUP BY ALL",
+        "SELECT import_id, year, supplier_key, ht_known, ttc_no_ht FROM mandats_yearly",
+    )
+    mixed = con.execute(
+        "SELECT count(DISTINCT supplier_key) FROM mandats_yearly WHERE ht_known > 0 AND ttc_no_ht > 0"
+    ).fetchone()[0]
+    assert mixed > 50  # suppliers with both kinds of lines
+    sets = [
+        Filters.year(2025, territory=Territory("dep", ("59",))),  # mandats_yearly
+        Filters.year(2025).with_(date_from=dt.date(2024, 7, 1), date_to=dt.date(2025, 6, 30)),  # monthly
+        Filters.year(2024, territory=Territory("reg", ("32",))).with_(supplier_classes=("ess", "local")),
+    ]
+    for f in sets:
+        monkeypatch.setattr(aggregates, "ready", lambda c: False)
+        lines, _ = footprint.spend_rows(con, f)
+        monkeypatch.undo()
+        sums, _ = footprint.spend_rows(con, f)
+        assert len(lines) > 10
+        order = ["supplier_key"]
+        pd.testing.assert_frame_equal(
+            lines.sort_values(order).reset_index(drop=True),
+            sums.sort_values(order).reset_index(drop=True),
+            check_exact=False,
+            rtol=1e-12,
+        )
+    assert sums["spend_vat_estimated"].sum() > 0
+    f = sets[0]
+    monkeypatch.setattr(aggregates, "ready", lambda c: False)
+    lines = footprint.footprint_json(con, f)
+    monkeypatch.undo()
+    _same_json(footprint.footprint_json(con, f), lines)
+
+
+def _same_json(a, b, path="") -> None:
+    """Equal JSON; a rounded float may differ by one unit of its last decimal (a sum of sums
+    is not the sum of the lines to the last bit, and 0.005 rounds either way)."""
+    if isinstance(b, float):
+        text = repr(b)
+        unit = 10.0 ** -len(text.split(".")[1]) if "." in text and "e" not in text else 0.0
+        assert a == pytest.approx(b, rel=1e-9, abs=unit * 1.01 + 1e-9), path
+    elif isinstance(b, dict):
+        assert isinstance(a, dict) and a.keys() == b.keys(), path
+        for k in b:
+            _same_json(a[k], b[k], f"{path}.{k}")
+    elif isinstance(b, list):
+        assert isinstance(a, list) and len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same_json(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
 
 
 def test_yearly_ok_rules():

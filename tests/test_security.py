@@ -69,10 +69,13 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     # mandats_monthly: constant statements; the import id is $i
     # _SELECT, _REFILL_FIRST, REBUILD, NAMES_REBUILD, YEARLY_REBUILD: constants joined or
     # formatted with constant WHERE clauses
-    ("analytics/aggregates.py", "<module>"): 8,
+    ("analytics/aggregates.py", "<module>"): 9,  # + SUMS_REBUILD (constant statements, v6)
     ("analytics/aggregates.py", "add_import"): 6,
     ("analytics/aggregates.py", "remove_import"): 2,
     ("analytics/footprint.py", "_filter_classes"): 1,
+    # the paid, sums or notified statement: the territory test (whitelisted column),
+    # conditions with $parameters (_filters_sql), a table and period of our own
+    ("analytics/footprint.py", "spend_rows"): 3,
     ("analytics/footprint.py", "_population_share"): 1,
     ("analytics/footprint.py", "_territory_expr"): 2,  # Territory.column is whitelisted
     # ids: SIRET cleaning over a sub-select given by the importers (constant SQL)

@@ -251,6 +251,8 @@ def main() -> None:
         log.exception("Base inaccessible")
         st.error(f"La base de données n'est pas accessible : {exc}")
         st.stop()
+    cached.preload()
+    cached.resume()
     menu = pages(role)
     page = st.navigation(menu)
     wanted = st.session_state.pop("requested_path", None)

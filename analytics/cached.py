@@ -18,12 +18,17 @@ helpers; writes go through :func:`write`, which checks the role first.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import importlib
+import json
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
+from pathlib import Path
 
 import streamlit as st
 
@@ -113,27 +118,176 @@ _RECENT: OrderedDict[tuple, None] = OrderedDict()
 _RECENT_LOCK = threading.Lock()
 
 
+_RECENT_NEW = threading.Event()  # a call joined the list since it was last saved
+
+# Set when a page has been drawn: the IO model and the results of a restart are loaded
+# after the first page, not against it (2 cores: the first visitor's page would wait twice as long).
+_PAGE_DRAWN = threading.Event()
+
+
 def call(name: str, *args, **kwargs):
     """The engine function ``name`` on a cursor, cached by its arguments and the data version."""
     kw, db = tuple(sorted(kwargs.items())), db_file()
     with _RECENT_LOCK:
-        _RECENT.pop((db, name, args, kw), None)
+        if _RECENT.pop((db, name, args, kw), False) is False:
+            _RECENT_NEW.set()
         _RECENT[(db, name, args, kw)] = None
         while len(_RECENT) > WARM_CALLS:
             _RECENT.popitem(last=False)
     return _cached_call(name, db, data_version(), args, kw)
 
 
-def warm(version: str, db: str | None = None, seconds: float = WARM_SECONDS) -> threading.Thread:
+# --- the recent calls kept across restarts ---------------------------------------------
+# Saved as JSON next to the database (never pickle: the file is read back at start), with
+# only the argument types the pages pass; anything else is simply not kept.
+
+
+def recent_file(db: str | None = None) -> Path:
+    return Path((db or db_file()) + ".recent.json")
+
+
+def _classes() -> dict:
+    from analytics.filters import Filters, Territory
+    from analytics.levers import ReservationRules
+
+    return {"Filters": Filters, "Territory": Territory, "ReservationRules": ReservationRules}
+
+
+def _encode(v, classes: dict):
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+        return {"$date": v.isoformat()}
+    if isinstance(v, tuple):
+        return {"$tuple": [_encode(x, classes) for x in v]}
+    name = type(v).__name__
+    if dataclasses.is_dataclass(v) and classes.get(name) is type(v):
+        return {"$" + name: {f.name: _encode(getattr(v, f.name), classes) for f in dataclasses.fields(v)}}
+    raise TypeError(f"not kept: {type(v)!r}")
+
+
+def _decode(v, classes: dict):
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if not isinstance(v, dict) or len(v) != 1:
+        raise ValueError("unexpected value")
+    ((tag, inner),) = v.items()
+    if tag == "$date":
+        return dt.date.fromisoformat(inner)
+    if tag == "$tuple" and isinstance(inner, list):
+        return tuple(_decode(x, classes) for x in inner)
+    cls = classes.get(tag[1:]) if tag.startswith("$") else None
+    if cls is None or not isinstance(inner, dict):
+        raise ValueError(f"unexpected tag {tag!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    if not set(inner) <= names:
+        raise ValueError(f"unexpected fields for {tag}")
+    return cls(**{k: _decode(x, classes) for k, x in inner.items()})
+
+
+def save_recent(db: str | None = None) -> bool:
+    """Write this process's recent calls on ``db`` (most recent last) next to the database,
+    when a call joined them since the last save. False when nothing was written."""
+    db = db or db_file()
+    if not _RECENT_NEW.is_set():
+        return False
+    _RECENT_NEW.clear()
+    classes = _classes()
+    with _RECENT_LOCK:
+        todo = [(n, a, k) for d, n, a, k in _RECENT if d == db]
+    rows = []
+    for name, args, kw in todo:
+        try:
+            rows.append({"name": name, "args": _encode(args, classes), "kwargs": _encode(kw, classes)})
+        except TypeError:
+            continue
+    path = recent_file(db)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps({"version": 1, "calls": rows[-WARM_CALLS:]}), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:  # a read-only folder: the list is simply not kept
+        log.debug("liste des appels récents non enregistrée", exc_info=True)
+        return False
+    return True
+
+
+def load_recent(db: str | None = None) -> int:
+    """Add the calls saved by an earlier process on ``db`` to the recent calls (as the
+    oldest); an unreadable file or entry is ignored. Returns the number added."""
+    db = db or db_file()
+    try:
+        data = json.loads(recent_file(db).read_text(encoding="utf-8"))
+        calls = data["calls"] if isinstance(data, dict) and data.get("version") == 1 else []
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+    classes, kept = _classes(), []
+    for row in calls[-WARM_CALLS:] if isinstance(calls, list) else []:
+        try:
+            name = row["name"]
+            if not isinstance(name, str) or resolve(name) is None:
+                continue
+            args, kw = _decode(row["args"], classes), _decode(row["kwargs"], classes)
+            if not isinstance(args, tuple) or not isinstance(kw, tuple):
+                continue
+            if not all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in kw):
+                continue
+            hash((args, kw))
+            kept.append((db, name, args, kw))
+        except Exception:  # a damaged or foreign entry: skipped
+            continue
+    with _RECENT_LOCK:
+        current = list(_RECENT)
+        _RECENT.clear()
+        for key in kept + current:
+            _RECENT.pop(key, None)
+            _RECENT[key] = None
+        while len(_RECENT) > WARM_CALLS:
+            _RECENT.popitem(last=False)
+    return len(kept)
+
+
+def page_drawn() -> None:
+    """Called by every page once drawn: keeps the recent calls for the next start."""
+    _PAGE_DRAWN.set()
+    save_recent()
+
+
+@st.cache_resource(show_spinner=False)
+def _resumed(db: str) -> threading.Thread | None:
+    if not load_recent(db):
+        return None
+    cur = connection().cursor()
+    try:
+        version = store.data_version(cur)
+    finally:
+        cur.close()
+    return warm(version, db, after=_PAGE_DRAWN)
+
+
+def resume() -> threading.Thread | None:
+    """Once per process and database: compute again, in the background, the results the
+    previous process served most recently (saved by :func:`save_recent`), once the first
+    page is drawn, so the visitors after a restart find them ready, as after an import
+    (:func:`warm`)."""
+    return _resumed(db_file())
+
+
+def warm(
+    version: str, db: str | None = None, seconds: float = WARM_SECONDS, after: threading.Event | None = None
+) -> threading.Thread:
     """Compute again, for data version ``version``, the calls this process served most
     recently (most recent first, until ``seconds`` have passed), in a background thread:
     the pages people were reading are ready when they come back after an import.
-    A call that fails is skipped (the page will show its error itself)."""
+    A call that fails is skipped (the page will show its error itself). ``after``: wait
+    for this event first (at most ``seconds``)."""
     db = db or db_file()
     with _RECENT_LOCK:
         todo = [(n, a, k) for d, n, a, k in reversed(_RECENT) if d == db]
 
     def run() -> None:
+        if after is not None:
+            after.wait(seconds)
         t0 = time.perf_counter()
         done = 0
         for name, args, kw in todo:
@@ -144,7 +298,9 @@ def warm(version: str, db: str | None = None, seconds: float = WARM_SECONDS) -> 
                 done += 1
             except Exception:
                 log.debug("préchargement de %s impossible", name, exc_info=True)
-        log.info("%d résultats préparés pour la version %s en %.1f s", done, version, time.perf_counter() - t0)
+        log.info(
+            "%d résultats préparés pour la version %s en %.1f s", done, version, time.perf_counter() - t0
+        )
 
     thread = threading.Thread(target=run, name="empreinte-warm", daemon=True)
     try:  # the session's context, so Streamlit's caches do not warn about a missing one
@@ -155,6 +311,32 @@ def warm(version: str, db: str | None = None, seconds: float = WARM_SECONDS) -> 
         pass
     thread.start()
     return thread
+
+
+@st.cache_resource(show_spinner=False)
+def _preloaded(db: str) -> threading.Thread:
+    def run() -> None:
+        _PAGE_DRAWN.wait(WARM_SECONDS)  # not against the first page (see _PAGE_DRAWN)
+        t0 = time.perf_counter()
+        try:
+            from analytics import footprint
+
+            with cursor() as cur:
+                footprint.preload(cur)
+            log.info("modèle entrées-sorties chargé en %.1f s", time.perf_counter() - t0)
+        except Exception:  # the page will show its own error
+            log.debug("préchargement du modèle impossible", exc_info=True)
+
+    thread = threading.Thread(target=run, name="empreinte-preload", daemon=True)
+    thread.start()
+    return thread
+
+
+def preload() -> threading.Thread:
+    """Once per process and database, in a background thread, once the first page is
+    drawn: load what the first visit of a page would otherwise wait for (the footprint's
+    input-output model, 0.1 to 0.3 s)."""
+    return _preloaded(db_file())
 
 
 def call_or_none(name: str, *args, **kwargs):

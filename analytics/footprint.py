@@ -163,6 +163,13 @@ def io_dir_default(con: duckdb.DuckDBPyConnection | None = None) -> Path:
     return Path(path) if path else IO_DIR
 
 
+def preload(con: duckdb.DuckDBPyConnection) -> Model:
+    """Load the IO model :func:`footprint` will use with the buyer's settings (it is cached
+    per folder and year): the dashboard does it in the background when a process starts."""
+    settings = _settings(con)
+    return load_model(io_dir_default(con), settings.get("year"))
+
+
 def available_years(io_dir: str | os.PathLike | None = None) -> list[int]:
     """TES years present in the folder (files tes_dom_A38_YYYY_supply.csv)."""
     folder = Path(io_dir) if io_dir else IO_DIR

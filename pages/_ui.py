@@ -88,11 +88,20 @@ def filters() -> Filters:
     return st.session_state["filters"]
 
 
+def page_drawn() -> None:
+    """Keep the calls the page made for the next start of the server (cached.resume)."""
+    try:
+        cached.page_drawn()
+    except Exception:  # never a reason for a page to fail
+        log.debug("appels récents non enregistrés", exc_info=True)
+
+
 def guard(body, page_name: str) -> None:
     """Run a page body; an unexpected error becomes one French sentence, the traceback
     goes to the log."""
     try:
         body()
+        page_drawn()
     except Exception as exc:  # a user never sees a traceback
         log.error("Erreur sur la page %s :\n%s", page_name, traceback.format_exc())
         st.error(

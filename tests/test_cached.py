@@ -78,3 +78,102 @@ def test_warm_replays_only_this_databases_calls_and_stops_at_its_budget(app_db, 
     seen.clear()
     cached.warm("v-test", seconds=-1).join(timeout=30)
     assert seen == []
+
+
+def test_preload_loads_the_io_model_once_per_process_and_database(app_db, monkeypatch):
+    from analytics import footprint
+
+    loaded = []
+    real = footprint.preload
+    monkeypatch.setattr(footprint, "preload", lambda con: loaded.append(1) or real(con))
+    cached._preloaded.clear()
+    footprint._load.cache_clear()
+    monkeypatch.setattr(cached, "_PAGE_DRAWN", __import__("threading").Event())
+    thread = cached.preload()
+    assert cached.preload() is thread  # the same thread: started once
+    thread.join(0.3)
+    assert thread.is_alive() and not loaded  # after the first page is drawn
+    cached.page_drawn()
+    thread.join(30)
+    assert loaded == [1]
+    assert footprint._load.cache_info().currsize == 1  # footprint() will find it loaded
+    with cached.cursor() as cur:
+        before = footprint._load.cache_info().hits
+        footprint.footprint(cur, Filters.year(2025))
+        assert footprint._load.cache_info().hits == before + 1
+    cached._preloaded.clear()
+
+
+def test_recent_calls_are_kept_across_a_restart_and_warmed_at_start(app_db, monkeypatch):
+    import datetime as dt
+    from collections import OrderedDict
+
+    from analytics.filters import Territory
+    from analytics.levers import ReservationRules
+
+    monkeypatch.setattr(cached, "_RECENT", OrderedDict())
+    f = Filters.year(2025, territory=Territory("dep", ("59", "62")))
+    cached.call("indicators.headline", f)
+    cached.call("indicators.top_suppliers", f, n=5)
+    cached.call("indicators.headlines", (f, f.previous_year()), light=True)
+    keys = list(cached._RECENT)
+    assert cached.save_recent() and not cached.save_recent()  # written once: nothing new after
+    # a key the JSON cannot hold (another type of argument) is left out, the rest is kept
+    cached._RECENT[(cached.db_file(), "indicators.headline", (object(),), ())] = None
+    cached._RECENT_NEW.set()
+    assert cached.save_recent()
+    saved = cached.recent_file().read_text(encoding="utf-8")
+    assert "object" not in saved and '"$Territory"' in saved
+
+    # the next process: its own empty list, filled from the file
+    monkeypatch.setattr(cached, "_RECENT", OrderedDict())
+    assert cached.load_recent() == 3
+    assert list(cached._RECENT) == keys
+    assert cached._decode(
+        cached._encode(ReservationRules(large_single_lot=1.0), cached._classes()), cached._classes()
+    ) == (ReservationRules(large_single_lot=1.0))
+    assert cached._decode({"$date": "2025-03-01"}, cached._classes()) == dt.date(2025, 3, 1)
+
+    # warmed at start: the first visitor's call is served from the cache
+    engine_calls = []
+    real = indicators.top_suppliers
+    monkeypatch.setattr(
+        indicators, "top_suppliers", lambda con, g, **k: engine_calls.append(g) or real(con, g, **k)
+    )
+    cached._cached_call.clear()
+    cached._resumed.clear()
+    monkeypatch.setattr(cached, "_PAGE_DRAWN", __import__("threading").Event())
+    thread = cached.resume()
+    assert thread is not None and cached.resume() is thread  # once per process and database
+    thread.join(0.5)
+    assert thread.is_alive() and not engine_calls  # it waits for the first page to be drawn
+    cached.page_drawn()
+    thread.join(60)
+    assert len(engine_calls) == 1
+    assert len(cached.call("indicators.top_suppliers", f, n=5)) == 2
+    assert len(engine_calls) == 1
+    cached._resumed.clear()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json",
+        '{"version": 1, "calls": [{"name": "os.system", "args": {"$tuple": ["ls"]}, "kwargs": {"$tuple": []}}]}',
+        '{"version": 1, "calls": [{"name": "indicators.headline", "args": {"$Popen": {"args": "ls"}},'
+        ' "kwargs": {"$tuple": []}}]}',
+        '{"version": 1, "calls": [{"name": "indicators.headline", "args": {"$tuple": [{"$Filters":'
+        ' {"date_from": {"$date": "2025-01-01"}, "date_to": {"$date": "2025-12-31"}, "evil": 1}}]},'
+        ' "kwargs": {"$tuple": []}}]}',
+        '{"version": 1, "calls": [{"name": "indicators._run", "args": {"$tuple": []}, "kwargs": {"$tuple": []}}]}',
+        '{"version": 2, "calls": []}',
+        '{"version": 1, "calls": [{"name": "indicators.headline", "args": ["a"], "kwargs": {"$tuple": []}}]}',
+    ],
+    ids=["not-json", "module", "class", "field", "private", "version", "list"],
+)
+def test_a_damaged_or_foreign_recent_file_is_ignored(app_db, monkeypatch, content):
+    from collections import OrderedDict
+
+    monkeypatch.setattr(cached, "_RECENT", OrderedDict())
+    cached.recent_file().write_text(content, encoding="utf-8")
+    assert cached.load_recent() == 0 and not cached._RECENT

@@ -182,15 +182,19 @@ def bench_pages(db_file: Path, workdir: Path) -> dict:
     first visit (empty caches: every query runs), second visit (cached), with the default
     filters (latest year); then an analyst imports a small file on the Import page, the
     dashboard computes the recent results again in the background (cached.warm), and
-    every page is visited a third time. Python imports are done before the clock starts.
-    The pages run on a copy of the database (the import writes)."""
+    every page is visited a third time. Then a restart: a second fresh process opens the
+    first page, which starts computing again in the background the results the first
+    process served (kept next to the database, cached.resume); once done, every page is
+    visited. Python imports, and the scan of the installed packages for components that a
+    server does when it starts, are done before the clock. The pages run on a copy of the
+    database (the import writes)."""
     import shutil
 
     roles = workdir / "no_roles.toml"
     copy = workdir / "pages_copy.duckdb"
     shutil.copy(db_file, copy)
     db_file = copy
-    code = f"""
+    start = f"""
 import json, os, threading, time
 os.environ["EMPREINTE_DB"] = r"{db_file}"
 os.environ["EMPREINTE_ROLES"] = r"{roles}"
@@ -201,6 +205,25 @@ from streamlit.testing.v1 import AppTest
 from analytics import cached, charts, indicators, levers, spaser, footprint, review  # noqa
 pages = {list(PAGES)!r}
 at = AppTest.from_file(r"{ROOT / "dashboard.py"}", default_timeout=900)
+try:  # a server scans the installed packages for components when it starts
+    # (streamlit/runtime/runtime.py); AppTest does it in its first run: done here, before the clock
+    from streamlit.components.v2.component_manager import BidiComponentManager
+    _components = BidiComponentManager()
+    _components.discover_and_register_components(start_file_watching=False)
+    at._bidi_component_manager = _components
+except Exception:
+    pass
+
+
+def wait_warm():
+    t0 = time.perf_counter()
+    while any(t.name == "empreinte-warm" for t in threading.enumerate()):
+        time.sleep(0.05)
+    return time.perf_counter() - t0
+"""
+    code = (
+        start
+        + f"""
 out = {{"first": {{}}, "second": {{}}, "exceptions": {{}}}}
 for rnd in ("first", "second"):
     for i, page in enumerate(pages):
@@ -220,10 +243,7 @@ t0 = time.perf_counter()
 at.button(key="imp_commit").click().run()
 out["import_s"] = time.perf_counter() - t0
 out["import_ok"] = any("enregistré" in m.value for m in at.success)
-t0 = time.perf_counter()
-while any(t.name == "empreinte-warm" for t in threading.enumerate()):
-    time.sleep(0.05)
-out["warm_s"] = time.perf_counter() - t0
+out["warm_s"] = wait_warm()
 out["after_import"] = {{}}
 for page in pages:
     t0 = time.perf_counter()
@@ -231,10 +251,31 @@ for page in pages:
     out["after_import"][page] = time.perf_counter() - t0
 print(json.dumps(out))
 """
-    rss, stdout = child_peak_rss(code)
-    res = json.loads(stdout.strip().splitlines()[-1])
-    res["peak_rss_mb"] = rss
-    copy.unlink(missing_ok=True)
+    )
+    restart = (
+        start
+        + """
+out = {"restart": {}}
+t0 = time.perf_counter()
+at.run()
+out["restart_first_page_s"] = time.perf_counter() - t0
+out["restart_warm_s"] = wait_warm()
+for i, page in enumerate(pages):
+    t0 = time.perf_counter()
+    at.switch_page(f"pages/{page}.py").run()
+    out["restart"][page] = time.perf_counter() - t0
+print(json.dumps(out))
+"""
+    )
+    try:
+        rss, stdout = child_peak_rss(code)
+        res = json.loads(stdout.strip().splitlines()[-1])
+        res["peak_rss_mb"] = rss
+        _, stdout = child_peak_rss(restart)
+        res.update(json.loads(stdout.strip().splitlines()[-1]))
+    finally:
+        copy.unlink(missing_ok=True)
+        Path(str(copy) + ".recent.json").unlink(missing_ok=True)
     return res
 
 

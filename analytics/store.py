@@ -296,12 +296,12 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         2,
         "mandats_monthly and supplier_first: payment lines summed per import, buyer, month and "
         "supplier; each buyer × supplier's first days",
-        _aggregates.MONTHLY_REBUILD,
+        _aggregates.SUPERSEDED,
     ),
     (
         3,
         "mandats_monthly by purchase category too (the category breakdowns leave the lines)",
-        "DROP TABLE IF EXISTS mandats_monthly;\n" + _aggregates.MONTHLY_REBUILD,
+        _aggregates.SUPERSEDED,
     ),
     (
         4,
@@ -312,7 +312,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (
         5,
         "mandats_yearly: mandats_monthly summed per year (what whole-year queries read)",
-        _aggregates.YEARLY_REBUILD,
+        _aggregates.SUPERSEDED,
     ),
     (
         6,

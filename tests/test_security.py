@@ -67,7 +67,7 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     # footprint: SUPPLIER_CLASS_SQL[c] for known classes only; Territory.column; HOLDER_COLUMN
     # map; population column by t.kind from a fixed dict; codes as $territory_codes / $codes
     # mandats_monthly: constant statements; the import id is $i
-    # _SELECT, _REFILL_FIRST, REBUILD, NAMES_REBUILD, YEARLY_REBUILD: constants joined or
+    # _SELECT, _REFILL_FIRST, REBUILD, NAMES_REBUILD, SUMS_REBUILD: constants joined or
     # formatted with constant WHERE clauses
     ("analytics/aggregates.py", "<module>"): 9,  # + SUMS_REBUILD (constant statements, v6)
     ("analytics/aggregates.py", "add_import"): 6,

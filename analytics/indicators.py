@@ -918,8 +918,7 @@ def _value_rows(con: Con, periods: list[Filters], point, light: bool = False) ->
     return [rows[i] for i in range(len(periods))]
 
 
-CONTRACT_RATES_SQL = """
-SELECT count(*) AS contracts,
+CONTRACT_RATES_COLUMNS = """count(*) AS contracts,
        count(*) FILTER (WHERE has_social IS NOT NULL) AS social_known,
        count(*) FILTER (WHERE has_social) AS social,
        sum(amount) FILTER (WHERE has_social IS NOT NULL) AS social_known_amount,
@@ -942,24 +941,53 @@ SELECT count(*) AS contracts,
        count(*) FILTER (WHERE date_notification >= $env_start) AS env2026_contracts,
        count(*) FILTER (WHERE date_notification >= $env_start AND has_environmental IS NOT NULL)
            AS env2026_known,
-       count(*) FILTER (WHERE date_notification >= $env_start AND NOT has_environmental) AS env2026_missing
+       count(*) FILTER (WHERE date_notification >= $env_start AND NOT has_environmental) AS env2026_missing"""
+
+CONTRACT_RATES_SQL = f"""
+SELECT {CONTRACT_RATES_COLUMNS}
 FROM contracts_current c
-WHERE {where}
+WHERE {{where}}
 """
 
-SME_CONTRACTS_SQL = """
-WITH c AS (SELECT * FROM contracts_current c WHERE {where}),
+SME_CTE = """
 sme AS (
     SELECT DISTINCT h.import_id, h.seq
     FROM contract_holders h SEMI JOIN c USING (import_id, seq)
     LEFT JOIN supplier_class s ON s.supplier_key = {holder_key}
     WHERE coalesce(s.size_class IN ('TPE', 'PME'), upper(trim(h.categorie)) IN ('PME', 'TPE'), FALSE)
-)
-SELECT count(*) AS sme_contracts,
+)"""
+
+SME_COLUMNS = """count(*) AS sme_contracts,
        count(c.advance_rate) AS sme_advance_known,
-       count(*) FILTER (WHERE c.advance_rate >= $advance_threshold) AS sme_advance
+       count(*) FILTER (WHERE c.advance_rate >= $advance_threshold) AS sme_advance"""
+
+SME_CONTRACTS_SQL = f"""
+WITH c AS (SELECT * FROM contracts_current c WHERE {{where}}),{SME_CTE}
+SELECT {SME_COLUMNS}
 FROM c JOIN sme USING (import_id, seq)
 """
+
+# The same facts for several periods that differ only by their dates, in one statement
+# each: contracts_current (a window over every version of every contract) is computed
+# once instead of once per period. A ten-year trend with 5,000 contracts a year spent
+# 0.8 s in the twenty per-period statements.
+_PERIODS_CTE = (
+    "p AS (SELECT unnest($p_index) AS period_index, unnest($p_from) AS p_from, unnest($p_to) AS p_to)"
+)
+CONTRACT_RATES_PERIODS_SQL = f"""
+WITH {_PERIODS_CTE}
+SELECT p.period_index, {CONTRACT_RATES_COLUMNS}
+FROM p JOIN contracts_current c ON {{where}}
+GROUP BY p.period_index
+"""
+SME_CONTRACTS_PERIODS_SQL = f"""
+WITH {_PERIODS_CTE},
+c AS MATERIALIZED (SELECT p.period_index, c.* FROM p JOIN contracts_current c ON {{where}}),{SME_CTE}
+SELECT c.period_index, {SME_COLUMNS}
+FROM c JOIN sme USING (import_id, seq)
+GROUP BY c.period_index
+"""
+_PERIOD_DATES = "c.date_notification BETWEEN $date_from AND $date_to"
 
 PAYMENT_SQL = """
 SELECT count(*) AS payment_lines,
@@ -1293,7 +1321,8 @@ def headlines(con: Con, periods: list[Filters] | tuple[Filters, ...], light: boo
     for idx in groups.values():
         for i, row in zip(idx, _value_rows(con, [periods[i] for i in idx], point, light)):
             values[i] = row
-    out = [_headline(con, f, v, point) for f, v in zip(periods, values)]
+    facts = _contract_facts(con, periods)
+    out = [_headline(con, f, v, point, c) for f, v, c in zip(periods, values, facts)]
     if light:
         for h in out:
             for k in LIGHT_SKIPPED:
@@ -1303,14 +1332,60 @@ def headlines(con: Con, periods: list[Filters] | tuple[Filters, ...], light: boo
     return out
 
 
-def _headline(con: Con, f: Filters, values: dict, point) -> dict:
+def _contract_facts(con: Con, periods: list[Filters]) -> list[tuple[dict, dict]]:
+    """(clause rates, SME contracts) of each period: one statement of each per group of
+    periods that differ only by their dates (two per period when alone)."""
+    constants = {"env_start": ENV_2026_START, "advance_threshold": ADVANCE_THRESHOLD}
+    holder_key = _holder_key_sql()
+    out: list[tuple[dict, dict] | None] = [None] * len(periods)
+    groups: dict[Filters, list[int]] = {}
+    for i, f in enumerate(periods):
+        groups.setdefault(f.with_(date_from=dt.date(2000, 1, 1), date_to=dt.date(2000, 1, 1)), []).append(i)
+    empty = None
+    for idx in groups.values():
+        where, params = filter_sql(periods[idx[0]], "contracts")
+        params.update(constants)
+        if len(idx) == 1 or _PERIOD_DATES not in where:
+            for i in idx:
+                where, params = filter_sql(periods[i], "contracts")
+                params.update(constants)
+                rates = _row(con, CONTRACT_RATES_SQL.format(where=where), params)
+                sme = _row(con, SME_CONTRACTS_SQL.format(where=where, holder_key=holder_key), params)
+                out[i] = (rates, sme)
+            continue
+        where = where.replace(_PERIOD_DATES, "c.date_notification BETWEEN p.p_from AND p.p_to")
+        params = {k: v for k, v in params.items() if k not in ("date_from", "date_to")}
+        params.update(
+            p_index=list(idx),
+            p_from=[periods[i].date_from for i in idx],
+            p_to=[periods[i].date_to for i in idx],
+        )
+        rates = _rows_by_period(con, CONTRACT_RATES_PERIODS_SQL.format(where=where), params)
+        sme = _rows_by_period(
+            con, SME_CONTRACTS_PERIODS_SQL.format(where=where, holder_key=holder_key), params
+        )
+        for i in idx:
+            if i not in rates or i not in sme:
+                if empty is None:  # what the statements give over no contract: counts 0, sums NULL
+                    empty = (
+                        _row(con, CONTRACT_RATES_SQL.format(where="FALSE"), constants),
+                        _row(con, SME_CONTRACTS_SQL.format(where="FALSE", holder_key=holder_key), constants),
+                    )
+            out[i] = (rates.get(i, empty and empty[0]), sme.get(i, empty and empty[1]))
+    return out
+
+
+def _rows_by_period(con: Con, sql: str, params: dict) -> dict[int, dict]:
+    cur = _run(con, sql, params)
+    names = [d[0] for d in cur.description][1:]
+    return {int(r[0]): dict(zip(names, r[1:])) for r in cur.fetchall()}
+
+
+def _headline(con: Con, f: Filters, values: dict, point, contracts: tuple[dict, dict] | None = None) -> dict:
     out = _Out()
     _set_value_keys(out, f, values, point)
 
-    where, params = filter_sql(f, "contracts")
-    params.update(env_start=ENV_2026_START, advance_threshold=ADVANCE_THRESHOLD)
-    rates = _row(con, CONTRACT_RATES_SQL.format(where=where), params)
-    sme = _row(con, SME_CONTRACTS_SQL.format(where=where, holder_key=_holder_key_sql()), params)
+    rates, sme = contracts if contracts is not None else _contract_facts(con, [f])[0]
     _set_contract_keys(out, f, rates, sme)
 
     ins = _row(con, INSERTION_SQL, {"date_from": f.date_from, "date_to": f.date_to})
@@ -1360,8 +1435,9 @@ def headline_with_previous(con: Con, f: Filters) -> dict:
     prev_f = f.previous_year()
     point = _buyer_point(con)
     values = _value_rows(con, [f, prev_f], point)
-    current = _headline(con, f, values[0], point)
-    previous = _headline(con, prev_f, values[1], point)
+    facts = _contract_facts(con, [f, prev_f])
+    current = _headline(con, f, values[0], point, facts[0])
+    previous = _headline(con, prev_f, values[1], point, facts[1])
     delta = {k: _delta(k, current[k], previous[k]) for k in HEADLINE_KEYS}
     return {"current": current, "previous": previous, "delta": delta}
 

@@ -1016,6 +1016,8 @@ def test_headlines_equal_one_headline_per_period(main):
         Y2025.with_(basis="notified"),
         Y2025.with_(buyer_siret=BUYER),
         Y2025.with_(supplier_classes=("ess",)),
+        Y2025.with_(date_from=D(2019, 1, 1), date_to=D(2019, 12, 31)),  # no contract
+        Y2025.with_(basis="notified", date_from=D(2024, 7, 1), date_to=D(2025, 6, 30)),
     ]
     many = ind.headlines(main, periods)
     assert len(many) == len(periods) and ind.headlines(main, []) == []

@@ -85,10 +85,14 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     # reference column names from DIMENSIONS / TERRITORY_COLUMNS / Territory.column /
     # duckdb_columns() of our own ref views; _suffixed() renames $parameters only
     ("analytics/indicators.py", "_category_names"): 1,
-    ("analytics/indicators.py", "<module>"): 1,  # LIGHT_BLOCK = TOTALS_BLOCK + constant text
+    # LIGHT_BLOCK = TOTALS_BLOCK + constant text; the contract statements (one period and
+    # grouped periods) joined from constant column lists and CTEs
+    ("analytics/indicators.py", "<module>"): 5,
     ("analytics/indicators.py", "_first_seen_sql"): 3,  # + the mandats_monthly variant (same buyer $param)
     ("analytics/indicators.py", "_group"): 1,
-    ("analytics/indicators.py", "_headline"): 2,
+    # filter_sql's WHERE, its date condition (a constant) swapped for the periods' columns;
+    # "FALSE" for the facts over no contract; the holder-key expression (constant)
+    ("analytics/indicators.py", "_contract_facts"): 6,
     ("analytics/indicators.py", "_history_sql"): 3,  # + the mandats_monthly variant
     ("analytics/indicators.py", "_ref_names_sql"): 1,
     ("analytics/indicators.py", "_spend_by_place"): 2,

@@ -136,6 +136,106 @@ def write_mandats(
     return {"lines": n_lines, "bytes": path.stat().st_size, "seconds": time.perf_counter() - t0}
 
 
+# The official flat CSV of the DECP (data.gouv.fr "decp augmenté"), as in
+# ../shared/data/decp/decp-processing__decp_augmente_valides_2022_test.csv: 58 columns, one
+# row per contract, "CDL" / "MQ" for empty values.
+DECP_COLUMNS = (
+    "titulaire_id_1;titulaire_typeIdentifiant_1;titulaire_id_2;titulaire_typeIdentifiant_2;"
+    "titulaire_id_3;titulaire_typeIdentifiant_3;id;nature;objet;codeCPV;procedure;dureeMois;"
+    "dateNotification;datePublicationDonnees;montant;formePrix;attributionAvance;offresRecues;"
+    "marcheInnovant;ccag;sousTraitanceDeclaree;typeGroupementOperateurs;idAccordCadre;source;"
+    "acheteur.id;lieuExecution.code;lieuExecution.typeCode;considerationsSociales;"
+    "considerationsEnvironnementales;modalitesExecution;techniques;typesPrix;tauxAvance;"
+    "origineUE;origineFrance;idActeSousTraitance;dureeMoisActeSousTraitance;"
+    "dateNotificationActeSousTraitance;datePublicationDonneesActeSousTraitance;"
+    "montantActeSousTraitance;variationPrixActeSousTraitance;idSousTraitant;"
+    "typeIdentifiantSousTraitant;idModification;montantModification;dureeMoisModification;"
+    "idTitulaireModification;typeIdentifiantTitulaireModification;"
+    "dateNotificationModificationModification;datePublicationDonneesModificationModification;"
+    "idModificationActeSousTraitance;dureeMoisModificationActeSousTraitance;"
+    "dateNotificationModificationSousTraitanceModificationActeSousTraitance;"
+    "montantModificationActeSousTraitance;datePublicationDonneesModificationActeSousTraitance"
+).split(";")
+CPV = [
+    "45233140-2", "90910000-9", "79710000-4", "72000000-5", "30192000-1", "55523100-3",
+    "71000000-8", "45210000-2", "09134100-8", "34144900-7", "80500000-9", "77310000-6",
+    "45262522-6", "50110000-9", "66510000-8", "79341000-6",
+]  # fmt: skip
+PROCEDURES = [
+    "Procédure adaptée",
+    "Appel d'offres ouvert",
+    "Procédure adaptée",
+    "Marché négocié sans publicité",
+]
+BUYER_SIRET = "22590001000015"  # a département's SIRET shape (the mandats carry none)
+
+
+def write_decp(
+    path: Path, years: list[int], per_year: int, n_suppliers: int = 100_000, seed: int = 42
+) -> dict:
+    """Contracts notified over ``years`` (``per_year`` each) in the official flat CSV
+    (UTF-8, ';'), held by the same suppliers as the mandats (heavier suppliers hold more
+    contracts), 10 % held jointly by two; 15 % with a social clause, 2 % reserved, 25 %
+    with an environmental clause. Deterministic."""
+    t0 = time.perf_counter()
+    con = duckdb.connect()
+    make_suppliers(con, n_suppliers, seed)
+    n = per_year * len(years)
+    years_sql = "[" + ",".join(str(int(y)) for y in years) + "]"
+    cpv = "[" + ",".join(f"'{c}'" for c in CPV) + "]"
+    procs = "[" + ",".join("'" + p.replace("'", "''") + "'" for p in PROCEDURES) + "]"
+    known = {
+        "titulaire_id_1": "s1.siret",
+        "titulaire_typeIdentifiant_1": "'SIRET'",
+        "titulaire_id_2": "CASE WHEN k.i % 10 = 0 THEN s2.siret ELSE 'CDL' END",
+        "titulaire_typeIdentifiant_2": "CASE WHEN k.i % 10 = 0 THEN 'SIRET' ELSE 'CDL' END",
+        "id": "CAST(k.y AS VARCHAR) || '-' || lpad(CAST(k.i AS VARCHAR), 6, '0')",
+        "nature": "'Marché'",
+        "objet": "'Marché n° ' || k.i || ' : prestations'",
+        "codeCPV": f"{cpv}[1 + k.i % {len(CPV)}]",
+        "procedure": f"{procs}[1 + (k.i // 7) % {len(PROCEDURES)}]",
+        "dureeMois": "CAST(12 + (k.i % 4) * 12 AS VARCHAR)",
+        "dateNotification": "strftime(make_date(k.y, 1, 1) + CAST(floor(k.d * 360) AS INT), '%Y-%m-%d')",
+        "datePublicationDonnees": "strftime(make_date(k.y, 1, 1) + CAST(floor(k.d * 360) AS INT) + 10, '%Y-%m-%d')",
+        "montant": "CAST(round(5000 + pow(k.a, 4) * 2000000, 2) AS VARCHAR)",
+        "formePrix": "'Unitaire'",
+        "offresRecues": "CAST(1 + k.i % 6 AS VARCHAR)",
+        "marcheInnovant": "'false'",
+        "ccag": "'Fournitures courantes et services'",
+        "typeGroupementOperateurs": "CASE WHEN k.i % 10 = 0 THEN 'Conjoint' ELSE 'Pas de groupement' END",
+        "source": "'benchmark'",
+        "acheteur.id": f"'{BUYER_SIRET}'",
+        "lieuExecution.code": "s1.dep",
+        "lieuExecution.typeCode": "'Code département'",
+        "considerationsSociales": "CASE WHEN k.i % 50 = 3 THEN '[''Marché réservé'']' "
+        "WHEN k.i % 100 < 15 THEN '[''Clause sociale'']' ELSE '[''Pas de considération sociale'']' END",
+        "considerationsEnvironnementales": "CASE WHEN k.i % 4 = 1 THEN '[''Clause environnementale'']' "
+        "ELSE '[''Pas de considération environnementale'']' END",
+        "tauxAvance": "CASE WHEN k.i % 3 = 0 THEN '0.2' ELSE '0.0' END",
+    }
+    empty = "'CDL'"
+    cols = ",\n".join(known.get(c, empty) + f' AS "{c}"' for c in DECP_COLUMNS)
+    con.execute(
+        f"""
+        COPY (
+            WITH k AS (
+                SELECT i, {years_sql}[1 + i // {per_year}] AS y, random() AS d, random() AS a,
+                       random() AS r1, random() AS r2
+                FROM range({n}) t(i)
+            ), j AS (
+                SELECT k.*, c1.i AS s1_i FROM k ASOF JOIN sup_cdf c1 ON c1.c >= k.r1
+            ), jj AS (
+                SELECT j.*, c2.i AS s2_i FROM j ASOF JOIN sup_cdf c2 ON c2.c >= j.r2
+            )
+            SELECT {cols}
+            FROM jj k JOIN sup s1 ON s1.i = k.s1_i JOIN sup s2 ON s2.i = k.s2_i
+            ORDER BY k.i
+        ) TO '{path}' (HEADER, DELIMITER ';', QUOTE '"')
+        """
+    )
+    return {"contracts": n, "bytes": path.stat().st_size, "seconds": time.perf_counter() - t0}
+
+
 def write_sirene(path: Path, n_suppliers: int = 100_000, seed: int = 42) -> dict:
     """A StockEtablissement-shaped extract for the generated suppliers (UTF-8, ',')."""
     con = duckdb.connect()

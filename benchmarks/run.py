@@ -27,7 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 import duckdb  # noqa: E402
 
-from benchmarks.generate import write_mandats, write_sirene  # noqa: E402
+from benchmarks.generate import write_decp, write_mandats, write_sirene  # noqa: E402
+
+# Contracts notified per year in the query databases (DECP flat CSV): a département or a
+# large city publishes a few thousand a year; 5,000 for the 1M-line years, 500 at 100k.
+DECP_PER_MILLION_LINES = 5_000
 
 
 def median_time(fn, runs: int) -> tuple[float, list[float]]:
@@ -277,6 +281,30 @@ print(json.dumps(out))
         copy.unlink(missing_ok=True)
         Path(str(copy) + ".recent.json").unlink(missing_ok=True)
     return res
+
+
+def bench_decp(db_file: Path, workdir: Path, years: list[int], per_year: int, label: str) -> dict:
+    """Import the contracts of ``years`` (official flat CSV) into a query database: the
+    pages read them (SPASER, ESS, Revue, Leviers), as on a real buyer's database."""
+    from analytics import store
+    from analytics.ingest import import_file
+
+    path = workdir / f"decp_{per_year}_{len(years)}.csv"
+    gen = write_decp(path, years, per_year)
+    con = store.connect(db_file)
+    t0 = time.perf_counter()
+    r = import_file(con, "decp", path)
+    seconds = time.perf_counter() - t0
+    con.close()
+    path.unlink()
+    return {
+        "label": label,
+        "contracts": gen["contracts"],
+        "years": len(years),
+        "seconds": seconds,
+        "loaded": r.rows_loaded,
+        "rejected": r.rows_rejected,
+    }
 
 
 def bench_sirene(db_file: Path, workdir: Path, rows: int = 1_000_000) -> dict:
@@ -558,6 +586,21 @@ def write_markdown(results: dict, path: Path) -> None:
             "|---|---|---|",
             *(f"| {r['year']} | {r['lines']:,} | {r['seconds']:.2f} |" for r in hist["imports"]),
         ]
+    if results.get("decp"):
+        lines += [
+            "",
+            "## Contracts (DECP, official flat CSV) imported into each query database",
+            "",
+            "The indicators and pages below are measured with these contracts in the database.",
+            "",
+            "| database | contracts | years | import (s) | contracts/s | rejected |",
+            "|---|---|---|---|---|---|",
+            *(
+                f"| {d['label']} | {d['contracts']:,} | {d['years']} | {d['seconds']:.2f} | "
+                f"{d['contracts'] / d['seconds']:,.0f} | {d['rejected']} |"
+                for d in results["decp"]
+            ),
+        ]
     if results.get("sirene"):
         sr = results["sirene"]
         lines += [
@@ -725,6 +768,15 @@ def main() -> None:
             print(f"building {a.years} yearly exports of {largest // a.years:,} lines", flush=True)
             results["history"] = build_history(hist_db, sirene, work, largest, a.years)
             query_dbs.append((f"{largest:,} lines over {a.years} years", largest, hist_db))
+        results["decp"] = []
+        for label, n, db in query_dbs:
+            per_year = max(
+                100, DECP_PER_MILLION_LINES * n // 1_000_000 // (a.years if "years" in label else 1)
+            )
+            years = list(range(2025 - a.years + 1, 2026)) if "years" in label else [2025]
+            d = bench_decp(db, work, years, per_year, label)
+            print(json.dumps(d), flush=True)
+            results["decp"].append(d)
         for label, n, db in query_dbs:
             q = bench_queries(db, a.runs)
             q.update(label=label, lines=n)

@@ -427,18 +427,9 @@ HT_EXPR = (
     f"ELSE m.amount / {1 + VAT_RATE} END)::DOUBLE"
 )
 
-PAID_SQL = """
-WITH a AS (
-    SELECT m.supplier_key,
-           min(m.supplier_name) AS raw_name,
-           sum({ht}) AS spend,
-           sum(CASE WHEN m.amount_ht IS NULL AND m.amount_basis <> 'HT' THEN {ht} ELSE 0 END)
-               AS spend_vat_estimated
-    FROM mandats m
-    WHERE m.spend_date BETWEEN $date_from AND $date_to {where}
-    GROUP BY m.supplier_key
-)
--- the lines are summed per supplier first, then each supplier's class is joined once
+# Each supplier's spend (CTE ``a``: supplier_key, raw_name, spend, spend_vat_estimated)
+# with its class, joined once per supplier.
+_PAID_CLASS_SELECT = """
 SELECT a.supplier_key AS supplier_key,
        coalesce(sc.name, a.raw_name) AS name,
        sc.naf AS naf,
@@ -451,10 +442,26 @@ FROM a
 LEFT JOIN supplier_class sc ON sc.supplier_key = a.supplier_key
 """
 
+PAID_SQL = (
+    """
+WITH a AS (
+    SELECT m.supplier_key,
+           min(m.supplier_name) AS raw_name,
+           sum({ht}) AS spend,
+           sum(CASE WHEN m.amount_ht IS NULL AND m.amount_basis <> 'HT' THEN {ht} ELSE 0 END)
+               AS spend_vat_estimated
+    FROM mandats m
+    WHERE m.spend_date BETWEEN $date_from AND $date_to {where}
+    GROUP BY m.supplier_key
+)"""
+    + _PAID_CLASS_SELECT
+)
+
 # The same from the kept sums (analytics.aggregates, schema v6), when they give the same
 # answer (``indicators.monthly_ok``: whole months, no filter on a line's service, nature or
 # amount): a year of 10M lines is 100,000 supplier rows in mandats_yearly.
-PAID_SUMS_SQL = """
+PAID_SUMS_SQL = (
+    """
 WITH a AS (
     SELECT m.supplier_key,
            min(m.raw_name) AS raw_name,
@@ -463,19 +470,9 @@ WITH a AS (
     FROM {table} m
     WHERE {period} {where}
     GROUP BY m.supplier_key
+)"""
+    + _PAID_CLASS_SELECT
 )
--- the sums are summed per supplier first, then each supplier's class is joined once
-SELECT a.supplier_key AS supplier_key,
-       coalesce(sc.name, a.raw_name) AS name,
-       sc.naf AS naf,
-       sc.departement_code AS dep,
-       {territory} AS in_territory,
-       NULL::VARCHAR AS cpv,
-       a.spend AS spend,
-       a.spend_vat_estimated AS spend_vat_estimated
-FROM a
-LEFT JOIN supplier_class sc ON sc.supplier_key = a.supplier_key
-"""
 
 NOTIFIED_SQL = """
 WITH c AS (

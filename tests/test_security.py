@@ -73,6 +73,7 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     ("analytics/aggregates.py", "add_import"): 6,
     ("analytics/aggregates.py", "remove_import"): 2,
     ("analytics/footprint.py", "_filter_classes"): 1,
+    ("analytics/footprint.py", "<module>"): 2,  # PAID_SQL, PAID_SUMS_SQL: constants joined
     # the paid, sums or notified statement: the territory test (whitelisted column),
     # conditions with $parameters (_filters_sql), a table and period of our own
     ("analytics/footprint.py", "spend_rows"): 3,

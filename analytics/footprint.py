@@ -563,21 +563,16 @@ def spend_rows(con: duckdb.DuckDBPyConnection, f: Filters) -> tuple[pd.DataFrame
     notified = f.basis == "notified"
     where, params, ignored = _filters_sql(f, notified)
     territory = _territory_expr(f.territory, notified)
-    params.update({"date_from": f.date_from, "date_to": f.date_to})
-    if notified:
-        sql = NOTIFIED_SQL.format(territory=territory, where=where)
-    elif indicators.monthly_ok(f) and aggregates.ready(con):
-        if indicators.yearly_ok(f):
-            table, period = "mandats_yearly", "m.year BETWEEN $year_from AND $year_to"
-            params = {k: v for k, v in params.items() if k not in ("date_from", "date_to")}
-            params.update(year_from=f.date_from.year, year_to=f.date_to.year)
-        else:
-            table, period = "mandats_monthly", "m.month BETWEEN $date_from AND $date_to"
+    if not notified and indicators.monthly_ok(f) and aggregates.ready(con):
+        # the same table and period as the indicators' spend (indicators.sums_source)
+        table, _, period, p = indicators.sums_source(f)
+        params.update(p)
         sql = PAID_SUMS_SQL.format(
             territory=territory, where=where, table=table, period=period, vat=1 + VAT_RATE
         )
     else:
-        sql = PAID_SQL.format(territory=territory, where=where, ht=HT_EXPR)
+        params.update({"date_from": f.date_from, "date_to": f.date_to})
+        sql = (NOTIFIED_SQL if notified else PAID_SQL).format(territory=territory, where=where, ht=HT_EXPR)
     if f.territory is not None:
         params["territory_codes"] = list(f.territory.codes)
     df = con.execute(sql, params).df()

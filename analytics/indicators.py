@@ -427,7 +427,7 @@ CLASS_CONDITIONS = {
 }
 
 
-def filter_sql(f: Filters, on: str) -> tuple[str, dict]:
+def filter_sql(f: Filters, on: str, period: str | None = None) -> tuple[str, dict]:
     """The WHERE conditions (never empty) and their parameters for one source.
 
     on = 'mandats' (alias m: period on spend_date, buyer, services, nature prefixes, amount
@@ -435,6 +435,8 @@ def filter_sql(f: Filters, on: str) -> tuple[str, dict]:
     procedures — the count rates); 'contract_values' (the same plus the amount range, for
     the notified basis); 'classes' (alias s = supplier_class: supplier classes, any of them).
     Filters that do not apply to a source (services on contracts, CPV on mandats) are ignored.
+    ``period``: the condition on the date instead of the filters' own dates (the caller
+    gives its values), for 'mandats' and the contracts.
     """
     conds: list[str] = []
     params: dict = {}
@@ -445,7 +447,10 @@ def filter_sql(f: Filters, on: str) -> tuple[str, dict]:
             params.update(p)
 
     if on == "mandats":
-        add("m.spend_date BETWEEN $date_from AND $date_to", {"date_from": f.date_from, "date_to": f.date_to})
+        add(
+            period or "m.spend_date BETWEEN $date_from AND $date_to",
+            {} if period else {"date_from": f.date_from, "date_to": f.date_to},
+        )
         add(*_buyer_sql(f, "m.buyer_siret"))
         if f.services:
             add("list_contains($services, m.service)", {"services": list(f.services)})
@@ -455,8 +460,8 @@ def filter_sql(f: Filters, on: str) -> tuple[str, dict]:
         amount_col = "m.amount"
     elif on in ("contracts", "contract_values"):
         add(
-            "c.date_notification BETWEEN $date_from AND $date_to",
-            {"date_from": f.date_from, "date_to": f.date_to},
+            period or "c.date_notification BETWEEN $date_from AND $date_to",
+            {} if period else {"date_from": f.date_from, "date_to": f.date_to},
         )
         add(*_buyer_sql(f, "c.buyer_siret"))
         if f.cpv_divisions:
@@ -603,6 +608,25 @@ def yearly_ok(f: Filters, dims: tuple[str, ...] = ()) -> bool:
     )
 
 
+def sums_source(f: Filters, dims: tuple[str, ...] = ()) -> tuple[str, dict, str, dict]:
+    """The kept sums that answer ``f`` when ``monthly_ok(f, dims)``: the table, its
+    dimension expressions, the period condition (alias m) and its parameters;
+    mandats_yearly for whole years (a quarter of the rows), else mandats_monthly."""
+    if yearly_ok(f, dims):
+        return (
+            "mandats_yearly",
+            {"year": "m.year::BIGINT"},
+            "m.year BETWEEN $year_from AND $year_to",
+            {"year_from": f.date_from.year, "year_to": f.date_to.year},
+        )
+    return (
+        "mandats_monthly",
+        MONTHLY_DIMENSIONS,
+        "m.month BETWEEN $date_from AND $date_to",
+        {"date_from": f.date_from, "date_to": f.date_to},
+    )
+
+
 def _monthly(con: Con) -> bool:
     return aggregates.ready(con)
 
@@ -627,14 +651,8 @@ def spend_sql(
     dim_sql = "".join(f", {DIMENSIONS[f.basis][d]} AS {d}" for d in dims)
     if monthly and monthly_ok(f, dims):
         buyer, params = _buyer_sql(f, "m.buyer_siret")
-        if yearly_ok(f, dims):  # whole years: a quarter of the rows
-            table, dimensions = "mandats_yearly", {"year": "m.year::BIGINT"}
-            where = "m.year BETWEEN $year_from AND $year_to"
-            params.update(year_from=f.date_from.year, year_to=f.date_to.year)
-        else:
-            table, dimensions = "mandats_monthly", MONTHLY_DIMENSIONS
-            where = "m.month BETWEEN $date_from AND $date_to"
-            params.update(date_from=f.date_from, date_to=f.date_to)
+        table, dimensions, where, p = sums_source(f, dims)
+        params.update(p)
         where += f" AND {buyer}" if buyer else ""
         if supplier_keys:
             where += " AND list_contains($supplier_keys, m.supplier_key)"
@@ -983,7 +1001,6 @@ SELECT p.period_index, r.period_index IS NOT NULL AS has_rates, s.period_index I
        r.* EXCLUDE (period_index), s.* EXCLUDE (period_index)
 FROM p LEFT JOIN r ON r.period_index = p.period_index LEFT JOIN s ON s.period_index = p.period_index
 """
-_PERIOD_DATES = "c.date_notification BETWEEN $date_from AND $date_to"
 
 PAYMENT_SQL = """
 SELECT count(*) AS payment_lines,
@@ -1347,11 +1364,9 @@ def _contract_facts(con: Con, periods: list[Filters]) -> list[tuple[dict, dict]]
         return empty[kind]
 
     for idx in groups.values():
-        where, params = filter_sql(periods[idx[0]], "contracts")
-        if _PERIOD_DATES not in where:  # filter_sql always puts it: never expected
-            raise ValueError("période des marchés introuvable dans le filtre")
-        where = where.replace(_PERIOD_DATES, "c.date_notification BETWEEN p.p_from AND p.p_to")
-        params = {k: v for k, v in params.items() if k not in ("date_from", "date_to")}
+        where, params = filter_sql(
+            periods[idx[0]], "contracts", period="c.date_notification BETWEEN p.p_from AND p.p_to"
+        )
         params.update(
             constants,
             p_index=list(idx),

@@ -125,15 +125,24 @@ _RECENT_NEW = threading.Event()  # a call joined the list since it was last save
 _PAGE_DRAWN = threading.Event()
 
 
+def _remember(keys) -> bool:
+    """Put ``keys`` last in the recent calls, in order, keeping the WARM_CALLS most recent
+    (the caller holds _RECENT_LOCK); whether any of them was new."""
+    new = False
+    for key in keys:
+        new |= _RECENT.pop(key, False) is False
+        _RECENT[key] = None
+    while len(_RECENT) > WARM_CALLS:
+        _RECENT.popitem(last=False)
+    return new
+
+
 def call(name: str, *args, **kwargs):
     """The engine function ``name`` on a cursor, cached by its arguments and the data version."""
     kw, db = tuple(sorted(kwargs.items())), db_file()
     with _RECENT_LOCK:
-        if _RECENT.pop((db, name, args, kw), False) is False:
+        if _remember([(db, name, args, kw)]):
             _RECENT_NEW.set()
-        _RECENT[(db, name, args, kw)] = None
-        while len(_RECENT) > WARM_CALLS:
-            _RECENT.popitem(last=False)
     return _cached_call(name, db, data_version(), args, kw)
 
 
@@ -236,14 +245,10 @@ def load_recent(db: str | None = None) -> int:
             kept.append((db, name, args, kw))
         except Exception:  # a damaged or foreign entry: skipped
             continue
-    with _RECENT_LOCK:
+    with _RECENT_LOCK:  # the saved calls first (the oldest), then this process's
         current = list(_RECENT)
         _RECENT.clear()
-        for key in kept + current:
-            _RECENT.pop(key, None)
-            _RECENT[key] = None
-        while len(_RECENT) > WARM_CALLS:
-            _RECENT.popitem(last=False)
+        _remember(kept + current)
     return len(kept)
 
 

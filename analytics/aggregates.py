@@ -12,6 +12,12 @@ answered from the lines.
 Kept by the import itself, in the import's transaction (:func:`add_import`), removed by
 undo (:func:`remove_import`), built for existing databases by the schema migration. Rows
 are written in month order, so a period's query skips the row groups of other months.
+
+``spend_months`` and ``spend_years`` (v7) hold the same sums with every import and buyer
+merged: one row per month (year) and supplier. Without a buyer filter the engine reads
+them, and a query of one month (year), or by month (year), then needs no grouping per
+supplier, its costliest step (10M lines in one year: the monthly series 0.45 -> 0.16 s).
+An import or an undo computes again only the months it touches, and their years.
 """
 
 from __future__ import annotations
@@ -43,6 +49,35 @@ CREATE TABLE IF NOT EXISTS mandats_yearly (
     -- quarter of the rows of the months (v5)
     import_id INTEGER NOT NULL,
     buyer_siret VARCHAR,
+    year INTEGER NOT NULL,
+    supplier_key VARCHAR NOT NULL,
+    lines BIGINT NOT NULL,
+    lines_ttc BIGINT NOT NULL,
+    net DECIMAL(38, 2) NOT NULL,
+    pos DECIMAL(38, 2) NOT NULL,
+    first_paid DATE,
+    first_date DATE NOT NULL,
+    raw_name VARCHAR,
+    ht_known DECIMAL(38, 2) NOT NULL,
+    ttc_no_ht DECIMAL(38, 2) NOT NULL
+);
+CREATE TABLE IF NOT EXISTS spend_months (
+    -- mandats_monthly with every import, buyer and category merged (v7): one row per
+    -- month and supplier; the columns are summed (min for the days and the name)
+    month DATE NOT NULL,
+    supplier_key VARCHAR NOT NULL,
+    lines BIGINT NOT NULL,
+    lines_ttc BIGINT NOT NULL,
+    net DECIMAL(38, 2) NOT NULL,
+    pos DECIMAL(38, 2) NOT NULL,
+    first_paid DATE,
+    first_date DATE NOT NULL,
+    raw_name VARCHAR,
+    ht_known DECIMAL(38, 2) NOT NULL,
+    ttc_no_ht DECIMAL(38, 2) NOT NULL
+);
+CREATE TABLE IF NOT EXISTS spend_years (
+    -- spend_months summed per year (v7): one row per year and supplier
     year INTEGER NOT NULL,
     supplier_key VARCHAR NOT NULL,
     lines BIGINT NOT NULL,
@@ -114,6 +149,28 @@ SELECT import_id, buyer_siret, year(month) AS year, supplier_key, sum(lines), su
 FROM mandats_monthly {where} GROUP BY ALL ORDER BY year
 """
 
+# spend_months and spend_years of the months $m_from..$m_to (first days of months) and of
+# their years, from mandats_monthly: deleted, then summed again (one statement each).
+_MERGED = (
+    "sum(lines)::BIGINT, sum(lines_ttc)::BIGINT, sum(net), sum(pos), min(first_paid), "
+    "min(first_date), min(raw_name), sum(ht_known), sum(ttc_no_ht)"
+)
+_MERGED_REFRESH = (
+    "DELETE FROM spend_months WHERE month BETWEEN $m_from AND $m_to",
+    f"INSERT INTO spend_months SELECT month, supplier_key, {_MERGED} FROM mandats_monthly "
+    "WHERE month BETWEEN $m_from AND $m_to GROUP BY month, supplier_key ORDER BY month",
+    "DELETE FROM spend_years WHERE year BETWEEN year($m_from) AND year($m_to)",
+    f"INSERT INTO spend_years SELECT year(month), supplier_key, {_MERGED} FROM spend_months "
+    "WHERE year(month) BETWEEN year($m_from) AND year($m_to) GROUP BY 1, 2 ORDER BY 1",
+)
+_MERGED_FILL = (
+    "DELETE FROM spend_months;\nDELETE FROM spend_years;\n"
+    f"INSERT INTO spend_months SELECT month, supplier_key, {_MERGED} FROM mandats_monthly "
+    "GROUP BY month, supplier_key ORDER BY month;\n"
+    f"INSERT INTO spend_years SELECT year(month), supplier_key, {_MERGED} FROM spend_months "
+    "GROUP BY 1, 2 ORDER BY 1"
+)
+
 _NAMES = """
 SELECT import_id, supplier_key, supplier_name, supplier_postcode, count(*) FROM mandats {where} GROUP BY ALL
 """
@@ -139,8 +196,25 @@ SUMS_REBUILD = (
     f"DROP TABLE IF EXISTS mandats_yearly;\nDROP TABLE IF EXISTS mandats_monthly;\n{DDL};\n"
     f"{_MONTHLY_FILL};\n{_YEARLY_FILL}"
 )
+# Migration 7: the merged sums, from mandats_monthly.
+MERGED_BUILD = f"{DDL};\n{_MERGED_FILL}"
 # Every kept table (``rebuild``).
-REBUILD = f"{DDL};\n{_MONTHLY_FILL};\n{_NAMES_FILL};\n{_YEARLY_FILL}"
+REBUILD = f"{DDL};\n{_MONTHLY_FILL};\n{_NAMES_FILL};\n{_YEARLY_FILL};\n{_MERGED_FILL}"
+
+
+def _months_of(con: duckdb.DuckDBPyConnection, import_id: int) -> tuple | None:
+    """(first, last) month of an import's sums, None when it has none."""
+    row = con.execute(
+        "SELECT min(month), max(month) FROM mandats_monthly WHERE import_id = $i", {"i": int(import_id)}
+    ).fetchone()
+    return None if row[0] is None else row
+
+
+def _refresh_merged(con: duckdb.DuckDBPyConnection, months: tuple | None) -> None:
+    if months is None:
+        return
+    for sql in _MERGED_REFRESH:
+        con.execute(sql, {"m_from": months[0], "m_to": months[1]})
 
 
 def add_import(con: duckdb.DuckDBPyConnection, import_id: int) -> int:
@@ -160,15 +234,19 @@ def add_import(con: duckdb.DuckDBPyConnection, import_id: int) -> int:
     con.execute(
         "INSERT INTO supplier_names " + _NAMES.format(where="WHERE import_id = $i"), {"i": int(import_id)}
     )
+    _refresh_merged(con, _months_of(con, import_id))
     return n
 
 
 def remove_import(con: duckdb.DuckDBPyConnection, import_id: int) -> None:
-    """Remove an import's sums; the first days are computed again from what remains."""
+    """Remove an import's sums; the first days, and the merged sums of its months, are
+    computed again from what remains."""
+    months = _months_of(con, import_id)
     con.execute("DELETE FROM mandats_monthly WHERE import_id = $i", {"i": int(import_id)})
     con.execute("DELETE FROM mandats_yearly WHERE import_id = $i", {"i": int(import_id)})
     con.execute("DELETE FROM supplier_names WHERE import_id = $i", {"i": int(import_id)})
     con.execute(_REFILL_FIRST)
+    _refresh_merged(con, months)
 
 
 def rebuild(con: duckdb.DuckDBPyConnection) -> None:
@@ -182,9 +260,9 @@ _READY: dict[tuple, bool] = {}
 
 
 def ready(con) -> bool:
-    """Whether mandats_monthly and mandats_yearly hold exactly the lines of ``mandats``
-    (same count, same total): False when they are missing, or when lines were written
-    without the importers.
+    """Whether mandats_monthly, mandats_yearly, spend_months and spend_years hold exactly
+    the lines of ``mandats`` (same count, same total): False when they are missing, or when
+    lines were written without the importers.
 
     Remembered per database file while its row counts and import ledger stay the same (a
     line inserted or deleted by hand changes a count; amounts are never updated in place
@@ -193,19 +271,25 @@ def ready(con) -> bool:
         key = con.execute(
             "SELECT (SELECT path FROM duckdb_databases() WHERE database_name = current_database()),"
             " (SELECT count(*) FROM mandats), (SELECT count(*) FROM mandats_monthly),"
-            " (SELECT count(*) FROM mandats_yearly),"
+            " (SELECT count(*) FROM mandats_yearly), (SELECT count(*) FROM spend_months),"
+            " (SELECT count(*) FROM spend_years),"
             " (SELECT max(import_id) FROM imports), (SELECT count(*) FROM imports WHERE status <> 'ok')"
         ).fetchone()
         if key[0] and key in _READY:
             return _READY[key]
         lines, total = con.execute("SELECT count(*), sum(amount) FROM mandats").fetchone()
-        agg_lines, agg_total, year_lines, year_total = con.execute(
-            "SELECT (SELECT coalesce(sum(lines), 0) FROM mandats_monthly), (SELECT sum(net) FROM mandats_monthly),"
-            " (SELECT coalesce(sum(lines), 0) FROM mandats_yearly), (SELECT sum(net) FROM mandats_yearly)"
+        kept = con.execute(
+            "SELECT "
+            + ", ".join(
+                f"(SELECT coalesce(sum(lines), 0) FROM {t}), (SELECT sum(net) FROM {t})"
+                for t in ("mandats_monthly", "mandats_yearly", "spend_months", "spend_years")
+            )
         ).fetchone()
     except duckdb.CatalogException:
         return False
-    out = lines > 0 and int(agg_lines) == int(lines) == int(year_lines) and agg_total == total == year_total
+    out = lines > 0 and all(
+        int(kept[i]) == int(lines) and kept[i + 1] == total for i in range(0, len(kept), 2)
+    )
     if key[0]:
         if len(_READY) > 64:
             _READY.clear()

@@ -550,6 +550,19 @@ GROUP BY ALL
 
 MONTHLY_DIMENSIONS = {"month": "m.month", "year": "year(m.month)", "category": "m.category"}
 
+# The same from spend_months or spend_years (one row per period and supplier) when the
+# query keeps that period apart: a single month (year), or by month (year). No grouping.
+PAID_MERGED_SPEND_SQL = """
+SELECT m.supplier_key{dims},
+       m.net,
+       m.pos,
+       m.lines,
+       m.lines_ttc,
+       m.first_paid IS NOT NULL AS active{details}
+FROM {table} m
+WHERE {where}
+"""
+
 NOTIFIED_SPEND_SQL = """
 SELECT coalesce({holder_key}, 'INCONNU') AS supplier_key{dims},
        coalesce(sum(c.amount / coalesce(h.n, 1)), 0) AS net,
@@ -610,21 +623,34 @@ def yearly_ok(f: Filters, dims: tuple[str, ...] = ()) -> bool:
 
 def sums_source(f: Filters, dims: tuple[str, ...] = ()) -> tuple[str, dict, str, dict]:
     """The kept sums that answer ``f`` when ``monthly_ok(f, dims)``: the table, its
-    dimension expressions, the period condition (alias m) and its parameters;
-    mandats_yearly for whole years (a quarter of the rows), else mandats_monthly."""
+    dimension expressions, the period condition (alias m) and its parameters. Whole years
+    read the yearly sums (a quarter of the rows), other periods the monthly ones; without a
+    buyer filter or a category, the merged ones (spend_years, spend_months: every import and
+    buyer summed), else the per import and buyer ones (mandats_yearly, mandats_monthly)."""
+    merged = not f.buyer_siret and "category" not in dims
     if yearly_ok(f, dims):
         return (
-            "mandats_yearly",
+            "spend_years" if merged else "mandats_yearly",
             {"year": "m.year::BIGINT"},
             "m.year BETWEEN $year_from AND $year_to",
             {"year_from": f.date_from.year, "year_to": f.date_to.year},
         )
     return (
-        "mandats_monthly",
+        "spend_months" if merged else "mandats_monthly",
         MONTHLY_DIMENSIONS,
         "m.month BETWEEN $date_from AND $date_to",
         {"date_from": f.date_from, "date_to": f.date_to},
     )
+
+
+def _one_row_per_supplier(f: Filters, dims: tuple[str, ...], table: str) -> bool:
+    """Whether ``table`` (sums_source) holds one row per supplier and ``dims``: a merged
+    table (one row per period and supplier) read for one of its periods, or by it."""
+    if table == "spend_years":
+        return "year" in dims or f.date_from.year == f.date_to.year
+    if table == "spend_months":
+        return "month" in dims or (f.date_from.year, f.date_from.month) == (f.date_to.year, f.date_to.month)
+    return False
 
 
 def _monthly(con: Con) -> bool:
@@ -656,14 +682,22 @@ def spend_sql(
         where += f" AND {buyer}" if buyer else ""
         if supplier_keys:
             where += " AND list_contains($supplier_keys, m.supplier_key)"
-        agg = PAID_MONTHLY_SPEND_SQL.format(
-            table=table,
-            dims="".join(f", {dimensions[d]} AS {d}" for d in dims),
-            where=where,
-            details=",\n       min(m.raw_name) AS raw_name, min(m.first_paid) AS first_date"
-            if details
-            else "",
-        )
+        if _one_row_per_supplier(f, dims, table):
+            agg = PAID_MERGED_SPEND_SQL.format(
+                table=table,
+                dims="".join(f", {dimensions[d]} AS {d}" for d in dims),
+                where=where,
+                details=",\n       m.raw_name, m.first_paid AS first_date" if details else "",
+            )
+        else:
+            agg = PAID_MONTHLY_SPEND_SQL.format(
+                table=table,
+                dims="".join(f", {dimensions[d]} AS {d}" for d in dims),
+                where=where,
+                details=",\n       min(m.raw_name) AS raw_name, min(m.first_paid) AS first_date"
+                if details
+                else "",
+            )
     elif f.basis == "paid":
         where, params = filter_sql(f, "mandats")
         if supplier_keys:
@@ -821,10 +855,8 @@ def _haversine_sql(lon: str, lat: str) -> str:
 
 # The value block of one period (CTE names suffixed by {i}): the totals and shares, then
 # the ranks, distances and history (fs = first-seen relation), which light blocks skip.
-TOTALS_BLOCK = """
-ps{i} AS MATERIALIZED ({ps}),
-t{i} AS (
-    SELECT count(*) AS supplier_rows,
+# The totals and shares of a period, over its spend per supplier (spend_sql).
+TOTALS_COLUMNS = """count(*) AS supplier_rows,
            sum(lines) AS lines,
            sum(lines_ttc) AS lines_ttc,
            sum(net) AS total,
@@ -846,9 +878,18 @@ t{i} AS (
            count(*) FILTER (WHERE active AND supplier_key <> 'INCONNU' AND size_class IN ('TPE', 'PME'))
                AS sme_suppliers,
            count(*) FILTER (WHERE active AND supplier_key <> 'INCONNU' AND size_class IS NOT NULL)
-               AS size_known_suppliers
+               AS size_known_suppliers"""
+
+TOTALS_BLOCK = (
+    """
+ps{i} AS {materialized} ({ps}),
+t{i} AS (
+    SELECT """
+    + TOTALS_COLUMNS
+    + """
     FROM ps{i}
 )"""
+)
 
 RANKS_BLOCK = """,
 kc{i} AS (
@@ -884,14 +925,29 @@ SELECT NULL::DOUBLE AS median_km,
 VALUES_BLOCK = TOTALS_BLOCK + RANKS_BLOCK
 
 # Light blocks (trends, SPASER tables): the supplier ranks, distances and history are not
-# computed; the keys they give are None in the result (LIGHT_SKIPPED).
-LIGHT_BLOCK = (
-    TOTALS_BLOCK
-    + """,
+# computed; the keys they give are None in the result (LIGHT_SKIPPED). Their ps{i} has one
+# reader, so it is not materialized: DuckDB then reads only the class columns the totals
+# use (ten yearly blocks on ten years of 1M lines: 0.65 -> 0.50 s).
+LIGHT_SKIPPED_SQL = """
 kc{i} AS (SELECT NULL::BIGINT AS conc_suppliers, NULL::DECIMAL(38, 2) AS conc_total,
                  NULL::DECIMAL(38, 2) AS top10_amount, NULL::DOUBLE AS conc_sum_sq),
 dm{i} AS (SELECT NULL::DOUBLE AS median_km, NULL::DECIMAL(38, 2) AS distance_amount),
 nw{i} AS (SELECT NULL::DATE AS history_from, NULL::BIGINT AS new_suppliers)"""
+LIGHT_BLOCK = TOTALS_BLOCK + "," + LIGHT_SKIPPED_SQL
+
+# The light facts of whole calendar years with the same other filters, in one pass: the
+# spend per supplier and year (spend_sql by year), its totals per year. One join to the
+# classes for all the years instead of one per year (ten years of 1M lines: about 0.5 ->
+# 0.3 s; no grouping per supplier either when the merged yearly sums answer).
+LIGHT_BY_YEAR_SQL = (
+    "WITH ps AS ({ps}),"
+    + LIGHT_SKIPPED_SQL.format(i="")
+    + """
+SELECT t.*, kc.*, dm.*, nw.*
+FROM (SELECT year AS period_index, """
+    + TOTALS_COLUMNS.replace("{", "{{").replace("}", "}}")
+    + """
+      FROM ps GROUP BY year) t, kc, dm, nw"""
 )
 
 LIGHT_SKIPPED = ("new_supplier_share", "top10_share", "hhi", "median_distance_km")
@@ -905,6 +961,13 @@ def _value_rows(con: Con, periods: list[Filters], point, light: bool = False) ->
     only (LIGHT_BLOCK).
     """
     monthly = _monthly(con)
+    if light and monthly and len(periods) > 1 and _whole_years_alike(periods):
+        return _light_by_year(con, periods, point)
+    return _value_blocks(con, periods, point, light, monthly)
+
+
+def _value_blocks(con: Con, periods: list[Filters], point, light: bool, monthly: bool) -> list[dict]:
+    """``_value_rows`` with one block of CTEs per period."""
     head, params = "WITH ", {}
     if not light:
         fs, params = _first_seen_sql(periods[0], monthly)
@@ -914,7 +977,7 @@ def _value_rows(con: Con, periods: list[Filters], point, light: bool = False) ->
     for i, f in enumerate(periods):
         ps, p = spend_sql(f, monthly=monthly)
         if light:
-            block = LIGHT_BLOCK.format(i=i, ps=ps)
+            block = LIGHT_BLOCK.format(i=i, ps=ps, materialized="NOT MATERIALIZED")
         else:
             history, hp = _history_sql(f, monthly)
             p.update(hp)
@@ -922,7 +985,9 @@ def _value_rows(con: Con, periods: list[Filters], point, light: bool = False) ->
                 distance = DISTANCE_SQL.format(i=i, haversine=_haversine_sql("lon", "lat"))
             else:
                 distance = NO_DISTANCE_SQL.format(i=i)
-            block = VALUES_BLOCK.format(i=i, ps=ps, distance=distance, history=history)
+            block = VALUES_BLOCK.format(
+                i=i, ps=ps, materialized="MATERIALIZED", distance=distance, history=history
+            )
         block, p = _suffixed(block, p, f"p{i}")
         blocks.append(block)
         params.update(p)
@@ -934,6 +999,35 @@ def _value_rows(con: Con, periods: list[Filters], point, light: bool = False) ->
     names = [d[0] for d in cur.description]
     rows = {r[0]: dict(zip(names, r)) for r in cur.fetchall()}
     return [rows[i] for i in range(len(periods))]
+
+
+def _whole_years_alike(periods: list[Filters]) -> bool:
+    """Whether every period is a whole calendar year the yearly sums answer, the other
+    filters all the same."""
+    first = periods[0]
+    return all(
+        yearly_ok(f, ("year",))
+        and f.date_from.year == f.date_to.year
+        and f.with_(date_from=first.date_from, date_to=first.date_to) == first
+        for f in periods
+    )
+
+
+def _light_by_year(con: Con, periods: list[Filters], point) -> list[dict]:
+    """``_value_rows(light=True)`` of whole calendar years alike (``_whole_years_alike``)
+    in one statement (LIGHT_BY_YEAR_SQL); a year without any spend takes the block path,
+    which gives its empty totals."""
+    years = sorted({f.date_from.year for f in periods})
+    span = periods[0].with_(date_from=dt.date(years[0], 1, 1), date_to=dt.date(years[-1], 12, 31))
+    ps, params = spend_sql(span, dims=("year",), monthly=True)
+    cur = _run(con, LIGHT_BY_YEAR_SQL.format(ps=ps), params)
+    names = [d[0] for d in cur.description]
+    by_year = {r[0]: dict(zip(names, r)) for r in cur.fetchall()}
+    missing = [f for f in periods if f.date_from.year not in by_year]
+    if missing:
+        for f, row in zip(missing, _value_blocks(con, missing, point, light=True, monthly=True)):
+            by_year[f.date_from.year] = row
+    return [by_year[f.date_from.year] for f in periods]
 
 
 CONTRACT_RATES_COLUMNS = """count(*) AS contracts,

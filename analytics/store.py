@@ -319,6 +319,12 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         "mandats_monthly and mandats_yearly hold the excl.-VAT sums too (the footprint leaves the lines)",
         _aggregates.SUMS_REBUILD,
     ),
+    (
+        7,
+        "spend_months and spend_years: the sums with every import and buyer merged, one row per "
+        "month (year) and supplier (no grouping per supplier for one period)",
+        _aggregates.MERGED_BUILD,
+    ),
 ]
 
 # Tables whose rows belong to one import (undo deletes them by import_id).

@@ -34,6 +34,25 @@ BREAKDOWNS = (
 )
 
 
+# A second buyer's export over the same months (another budget, so other mandats): the
+# merged sums (spend_months, spend_years) add two imports and two buyers together.
+OTHER_BUYER = "21590350100017"
+
+
+def _write_other_buyer(path, sirets: list[str]) -> None:
+    rows = ["Exercice;Budget;N° mandat;N° ligne;Date émission;Tiers;SIRET;Code postal;Imputation;"
+            "Montant TTC;SIRET de l'acheteur"]
+    for i in range(600):
+        day = dt.date(2024, 11, 1) + dt.timedelta(days=(i * 7) % 240)
+        amount = f"{(i % 37) * 91.5 + 12.25:.2f}".replace(".", ",")
+        sign = "-" if i % 29 == 0 else ""  # a few credit notes
+        rows.append(
+            f"{day.year};ANNEXE;{i + 1};1;{day:%d/%m/%Y};FOURNISSEUR {i % 50};{sirets[i % len(sirets)]};"
+            f"59000;6068;{sign}{amount};{OTHER_BUYER}"
+        )
+    path.write_text("\n".join(rows) + "\n", encoding="cp1252")
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("agg")
@@ -48,6 +67,13 @@ def db(files, tmp_path):
     con = store.connect(tmp_path / "agg.duckdb")
     import_file(con, "sirene", files / "sirene.csv")
     ids = [import_file(con, "mandats", files / f"m{y}.csv").import_id for y in (2024, 2025)]
+    sirets = [r[0] for r in con.execute(
+        "SELECT DISTINCT supplier_siret FROM mandats WHERE supplier_siret IS NOT NULL ORDER BY 1 LIMIT 60"
+    ).fetchall()]
+    _write_other_buyer(tmp_path / "annexe.csv", sirets)
+    other = import_file(con, "mandats", tmp_path / "annexe.csv")
+    assert other.rows_loaded == 600, other
+    ids.append(other.import_id)
     store.attach_reference(con)
     return con, ids
 
@@ -83,12 +109,49 @@ def test_kept_by_import_and_undo(db):
     _first_days_match_the_lines(con)
     _names_match_the_lines(con)
     _years_match_the_lines(con)
+    _merged_match_the_lines(con)
 
 
 def _same_rows(con, from_lines: str, kept: str) -> None:
     """The rows a kept table holds are the ones its definition gives from the lines."""
     expected = con.execute(from_lines + " ORDER BY ALL").fetchall()
     assert con.execute(kept + " ORDER BY ALL").fetchall() == expected and len(expected) > 100
+
+
+def _merged_match_the_lines(con) -> None:
+    """spend_months and spend_years: one row per month (year) and supplier, every import
+    and buyer summed, as the lines give them."""
+    cols = ("count(*), count(*) FILTER (WHERE amount_basis = 'TTC'), sum(amount), "
+            "coalesce(sum(amount) FILTER (WHERE amount > 0), 0), min(spend_date) FILTER (WHERE amount > 0), "
+            "min(spend_date), min(supplier_name)")
+    kept = "lines, lines_ttc, net, pos, first_paid, first_date, raw_name"
+    _same_rows(
+        con,
+        f"SELECT date_trunc('month', spend_date)::DATE, supplier_key, {cols} FROM mandats GROUP BY 1, 2",
+        f"SELECT month, supplier_key, {kept} FROM spend_months",
+    )
+    _same_rows(
+        con,
+        f"SELECT year(spend_date), supplier_key, {cols} FROM mandats GROUP BY 1, 2",
+        f"SELECT year, supplier_key, {kept} FROM spend_years",
+    )
+
+
+def test_merged_sums_follow_imports_and_undo(db):
+    """Two imports and two buyers share months: the merged sums add them; undoing either
+    computes its months again from what remains, the other import's rows kept."""
+    con, ids = db
+    assert con.execute(
+        "SELECT count(*) FROM (SELECT month, supplier_key FROM mandats_monthly GROUP BY ALL HAVING count(*) > 1)"
+    ).fetchone()[0] > 10  # the merge has work to do
+    _merged_match_the_lines(con)
+    undo_import(con, ids[2])
+    assert aggregates.ready(con)
+    _merged_match_the_lines(con)
+    undo_import(con, ids[1])
+    assert aggregates.ready(con)
+    _merged_match_the_lines(con)
+    assert con.execute("SELECT count(*) FROM spend_years WHERE year = 2025").fetchone()[0] == 0
 
 
 def _years_match_the_lines(con) -> None:
@@ -168,20 +231,23 @@ def test_migration_builds_it_for_an_existing_database(db, tmp_path):
     assert store.schema_version(con) >= 2 and aggregates.ready(con)
 
 
-@pytest.mark.parametrize("below", [2, 3, 5, 6])
+@pytest.mark.parametrize("below", [2, 3, 5, 6, 7])
 def test_migration_from_an_older_schema_builds_todays_tables(db, tmp_path, below):
-    """A database of schema v1 to v5 (sums without the excl.-VAT columns; no yearly sums
-    before v5) reaches v6 with every kept table in step with the lines (the statements of
-    migrations 2, 3 and 5, written for the tables of their time, failed on it)."""
+    """A database of schema v1 to v6 (sums without the excl.-VAT columns before v6; no
+    yearly sums before v5; no merged sums before v7) reaches today's version with every
+    kept table in step with the lines (the statements of migrations 2, 3 and 5, written for
+    the tables of their time, failed on it)."""
     con, _ = db
     path = tmp_path / "agg.duckdb"
-    old_ddl = "\n".join(
-        line
-        for line in aggregates.DDL.splitlines()
-        if "ht_known" not in line and "ttc_no_ht" not in line and not line.strip().startswith("--")
-    ).replace("raw_name VARCHAR,\n)", "raw_name VARCHAR\n)")
-    con.execute("DROP TABLE mandats_yearly; DROP TABLE mandats_monthly")
-    con.execute(old_ddl)
+    con.execute("DROP TABLE spend_years; DROP TABLE spend_months")
+    if below <= 6:
+        old_ddl = "\n".join(
+            line
+            for line in aggregates.DDL.split("CREATE TABLE IF NOT EXISTS spend_months")[0].splitlines()
+            if "ht_known" not in line and "ttc_no_ht" not in line and not line.strip().startswith("--")
+        ).replace("raw_name VARCHAR,\n)", "raw_name VARCHAR\n)")
+        con.execute("DROP TABLE mandats_yearly; DROP TABLE mandats_monthly")
+        con.execute(old_ddl)
     if below <= 5:
         con.execute("DROP TABLE mandats_yearly")
     con.execute("DELETE FROM schema_version WHERE version >= $v", {"v": below})
@@ -190,6 +256,7 @@ def test_migration_from_an_older_schema_builds_todays_tables(db, tmp_path, below
     assert store.schema_version(con) == store.MIGRATIONS[-1][0] and aggregates.ready(con)
     _years_match_the_lines(con)
     _first_days_match_the_lines(con)
+    _merged_match_the_lines(con)
     assert con.execute("SELECT sum(ht_known) + sum(ttc_no_ht) > 0 FROM mandats_yearly").fetchone()[0]
 
 
@@ -205,8 +272,11 @@ def test_migration_from_an_older_schema_builds_todays_tables(db, tmp_path, below
         # not whole months, or a line-level filter: read from the lines either way
         Filters.year(2025).with_(date_from=dt.date(2025, 3, 5), date_to=dt.date(2025, 4, 30)),
         Filters.year(2025).with_(services=("Direction des routes",)),
+        # one buyer: the per buyer sums (the merged ones add every buyer)
+        Filters.year(2025).with_(buyer_siret=OTHER_BUYER),
+        Filters.year(2025).with_(buyer_siret=OTHER_BUYER, date_from=dt.date(2025, 3, 1), date_to=dt.date(2025, 3, 31)),
     ],
-    ids=["dep59", "2024", "classes", "march", "rolling", "two-years", "days", "service"],
+    ids=["dep59", "2024", "classes", "march", "rolling", "two-years", "days", "service", "buyer", "buyer-march"],
 )
 def test_same_figures_as_the_lines(db, monkeypatch, f):
     # whole years read mandats_yearly, other whole months mandats_monthly

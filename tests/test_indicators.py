@@ -1029,6 +1029,43 @@ def test_headlines_equal_one_headline_per_period(main):
         assert got["reasons"] == one["reasons"] and got["period"] == one["period"]
 
 
+@pytest.mark.parametrize(
+    "base",
+    [
+        Y2025,
+        Y2025.with_(supplier_classes=("ess", "local")),
+        Y2025.with_(buyer_siret=BUYER),
+        Filters.year(2025),
+    ],
+    ids=["dep59", "classes", "buyer", "no-territory"],
+)
+def test_light_headlines_of_whole_years_in_one_pass(main, base, monkeypatch):
+    """Whole calendar years alike are computed in one statement by year
+    (LIGHT_BY_YEAR_SQL): the same figures as each year's own light headline, a year
+    without any spend (2019) and years out of order included."""
+    from analytics import aggregates
+
+    aggregates.rebuild(main)  # the lines of this database are written by hand
+    assert aggregates.ready(main)
+    years = [2025, 2019, 2024]
+    periods = [base.with_(date_from=D(y, 1, 1), date_to=D(y, 12, 31)) for y in years]
+    assert ind._whole_years_alike(periods)
+    passes = []
+    real = ind._light_by_year
+    monkeypatch.setattr(ind, "_light_by_year", lambda *a: passes.append(1) or real(*a))
+    many = ind.headlines(main, periods, light=True)
+    assert passes == [1]
+    assert many[1]["total_spend"] in (None, 0) and many[0]["total_spend"]
+    for f, got in zip(periods, many):
+        one = ind.headlines(main, [f], light=True)[0]
+        for k in ind.HEADLINE_KEYS:
+            assert got[k] == pytest.approx(one[k]) if one[k] is not None else got[k] is None, (f, k)
+        assert got["reasons"] == one["reasons"]
+    assert passes == [1]  # a single period takes the block path
+    assert not ind._whole_years_alike(periods + [base.with_(date_from=D(2025, 1, 1), date_to=D(2025, 6, 30))])
+    assert not ind._whole_years_alike(periods + [periods[0].with_(supplier_classes=("pme",))])
+
+
 def test_light_headlines_skip_only_the_ranking_keys(main):
     periods = [Y2025, Y2025.previous_year(), Y2025.with_(basis="notified")]
     full = ind.headlines(main, periods)

@@ -69,7 +69,8 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     # mandats_monthly: constant statements; the import id is $i
     # _SELECT, _REFILL_FIRST, REBUILD, NAMES_REBUILD, SUMS_REBUILD: constants joined or
     # formatted with constant WHERE clauses
-    ("analytics/aggregates.py", "<module>"): 9,  # + SUMS_REBUILD (constant statements, v6)
+    ("analytics/aggregates.py", "<module>"): 12,  # + SUMS_REBUILD (v6), the merged sums (v7): constant statements
+    ("analytics/aggregates.py", "ready"): 2,  # table names from a constant tuple
     ("analytics/aggregates.py", "add_import"): 6,
     ("analytics/aggregates.py", "remove_import"): 2,
     ("analytics/footprint.py", "_filter_classes"): 1,
@@ -86,9 +87,9 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     # reference column names from DIMENSIONS / TERRITORY_COLUMNS / Territory.column /
     # duckdb_columns() of our own ref views; _suffixed() renames $parameters only
     ("analytics/indicators.py", "_category_names"): 1,
-    # LIGHT_BLOCK = TOTALS_BLOCK + constant text; the contract statements (one period and
-    # grouped periods) joined from constant column lists and CTEs
-    ("analytics/indicators.py", "<module>"): 5,
+    # TOTALS_BLOCK, LIGHT_BLOCK, LIGHT_BY_YEAR_SQL from TOTALS_COLUMNS and constant text; the
+    # contract statements (one period and grouped periods) joined from constant column lists and CTEs
+    ("analytics/indicators.py", "<module>"): 8,
     ("analytics/indicators.py", "_first_seen_sql"): 3,  # + the mandats_monthly variant (same buyer $param)
     ("analytics/indicators.py", "_group"): 1,
     # filter_sql's WHERE, its date condition (a constant) swapped for the periods' columns;
@@ -98,7 +99,7 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     ("analytics/indicators.py", "_ref_names_sql"): 1,
     ("analytics/indicators.py", "_spend_by_place"): 2,
     ("analytics/indicators.py", "_territory_sql"): 1,
-    ("analytics/indicators.py", "_value_rows"): 4,
+    ("analytics/indicators.py", "_value_blocks"): 3,
     ("analytics/indicators.py", "concentration"): 1,
     ("analytics/indicators.py", "contracts_table"): 1,
     ("analytics/indicators.py", "distance_distribution"): 2,
@@ -111,7 +112,7 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     (
         "analytics/indicators.py",
         "spend_sql",
-    ): 5,  # + PAID_MONTHLY_SPEND_SQL (constant dims, $params)  # + holder-key expression (constant) for $supplier_keys
+    ): 6,  # + PAID_MONTHLY_SPEND_SQL, PAID_MERGED_SPEND_SQL (constant dims, $params)  # + holder-key expression (constant) for $supplier_keys
     ("analytics/indicators.py", "suppliers_table"): 1,  # search text is $search
     ("analytics/indicators.py", "top_suppliers"): 1,
     ("analytics/indicators.py", "_raw_names"): 1,  # spend_sql; keys are $supplier_keys

@@ -90,6 +90,20 @@ CREATE TABLE IF NOT EXISTS spend_years (
     ht_known DECIMAL(38, 2) NOT NULL,
     ttc_no_ht DECIMAL(38, 2) NOT NULL
 );
+CREATE TABLE IF NOT EXISTS import_facets (
+    -- what the sidebar filters offer, counted per import (v7), so that the first page of a
+    -- session does not read every line for them: the years of its lines (with their first
+    -- and last day), its services and natures (with their sums), its buyers (SIRET and name
+    -- as written, with their line counts)
+    import_id INTEGER NOT NULL,
+    facet VARCHAR NOT NULL,   -- 'year', 'service', 'nature', 'buyer'
+    key VARCHAR NOT NULL,
+    label VARCHAR,
+    amount DECIMAL(38, 2),
+    lines BIGINT NOT NULL,
+    first_day DATE,
+    last_day DATE
+);
 CREATE TABLE IF NOT EXISTS supplier_names (
     -- each import's lines counted per supplier, name and postcode as written: what the
     -- classification reads (most frequent name, postcode) instead of every line
@@ -171,6 +185,22 @@ _MERGED_FILL = (
     "GROUP BY 1, 2 ORDER BY 1"
 )
 
+# import_facets of the lines WHERE {cond}.
+_FACETS = """
+SELECT import_id, 'year', year(spend_date)::VARCHAR, NULL, sum(amount), count(*), min(spend_date), max(spend_date)
+FROM mandats WHERE {cond} GROUP BY import_id, year(spend_date)
+UNION ALL
+SELECT import_id, 'service', service, NULL, sum(amount), count(*), NULL, NULL
+FROM mandats WHERE {cond} AND service IS NOT NULL AND trim(service) <> '' GROUP BY import_id, service
+UNION ALL
+SELECT import_id, 'nature', nature, NULL, sum(amount), count(*), NULL, NULL
+FROM mandats WHERE {cond} AND nature IS NOT NULL GROUP BY import_id, nature
+UNION ALL
+SELECT import_id, 'buyer', buyer_siret, buyer_name, NULL, count(*), NULL, NULL
+FROM mandats WHERE {cond} AND buyer_siret IS NOT NULL GROUP BY import_id, buyer_siret, buyer_name
+"""
+_FACETS_FILL = "DELETE FROM import_facets;\nINSERT INTO import_facets " + _FACETS.format(cond="TRUE")
+
 _NAMES = """
 SELECT import_id, supplier_key, supplier_name, supplier_postcode, count(*) FROM mandats {where} GROUP BY ALL
 """
@@ -197,9 +227,9 @@ SUMS_REBUILD = (
     f"{_MONTHLY_FILL};\n{_YEARLY_FILL}"
 )
 # Migration 7: the merged sums, from mandats_monthly.
-MERGED_BUILD = f"{DDL};\n{_MERGED_FILL}"
+MERGED_BUILD = f"{DDL};\n{_MERGED_FILL};\n{_FACETS_FILL}"
 # Every kept table (``rebuild``).
-REBUILD = f"{DDL};\n{_MONTHLY_FILL};\n{_NAMES_FILL};\n{_YEARLY_FILL};\n{_MERGED_FILL}"
+REBUILD = f"{DDL};\n{_MONTHLY_FILL};\n{_NAMES_FILL};\n{_YEARLY_FILL};\n{_MERGED_FILL};\n{_FACETS_FILL}"
 
 
 def _months_of(con: duckdb.DuckDBPyConnection, import_id: int) -> tuple | None:
@@ -234,6 +264,7 @@ def add_import(con: duckdb.DuckDBPyConnection, import_id: int) -> int:
     con.execute(
         "INSERT INTO supplier_names " + _NAMES.format(where="WHERE import_id = $i"), {"i": int(import_id)}
     )
+    con.execute("INSERT INTO import_facets " + _FACETS.format(cond="import_id = $i"), {"i": int(import_id)})
     _refresh_merged(con, _months_of(con, import_id))
     return n
 
@@ -245,6 +276,7 @@ def remove_import(con: duckdb.DuckDBPyConnection, import_id: int) -> None:
     con.execute("DELETE FROM mandats_monthly WHERE import_id = $i", {"i": int(import_id)})
     con.execute("DELETE FROM mandats_yearly WHERE import_id = $i", {"i": int(import_id)})
     con.execute("DELETE FROM supplier_names WHERE import_id = $i", {"i": int(import_id)})
+    con.execute("DELETE FROM import_facets WHERE import_id = $i", {"i": int(import_id)})
     con.execute(_REFILL_FIRST)
     _refresh_merged(con, months)
 
@@ -303,6 +335,19 @@ def names_ready(con) -> bool:
     try:
         counted, lines = con.execute(
             "SELECT (SELECT coalesce(sum(lines), 0) FROM supplier_names), (SELECT count(*) FROM mandats)"
+        ).fetchone()
+    except duckdb.CatalogException:
+        return False
+    return int(counted) == int(lines)
+
+
+def facets_ready(con) -> bool:
+    """Whether import_facets counts exactly the lines of ``mandats`` (the sidebar's choices
+    then come from it; lines written without the importers make them come from the lines)."""
+    try:
+        counted, lines = con.execute(
+            "SELECT (SELECT coalesce(sum(lines), 0) FROM import_facets WHERE facet = 'year'),"
+            " (SELECT count(*) FROM mandats)"
         ).fetchone()
     except duckdb.CatalogException:
         return False

@@ -6,6 +6,8 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
+from analytics import aggregates
+
 # M57/M14 chapters of the accounting nature (first two digits), to label the filter.
 NATURE_CHAPTERS = {
     "20": "Immobilisations incorporelles",
@@ -20,10 +22,20 @@ NATURE_CHAPTERS = {
     "67": "Charges exceptionnelles",
 }
 
+# Each choice from the lines, or (_KEPT) from their counts per import (import_facets,
+# analytics.aggregates) when these count exactly the lines: the same answer without
+# reading every line (ten years of 1M lines: about 0.3 s less on the first page).
 YEARS = """
 SELECT DISTINCT y FROM (
     -- the distinct days first: a few thousand values instead of every line
     SELECT year(d) AS y FROM (SELECT DISTINCT spend_date AS d FROM mandats)
+    UNION ALL
+    SELECT year(date_notification) FROM contracts_current WHERE date_notification IS NOT NULL
+) WHERE y IS NOT NULL ORDER BY y
+"""
+YEARS_KEPT = """
+SELECT DISTINCT y FROM (
+    SELECT key::INTEGER AS y FROM import_facets WHERE facet = 'year'
     UNION ALL
     SELECT year(date_notification) FROM contracts_current WHERE date_notification IS NOT NULL
 ) WHERE y IS NOT NULL ORDER BY y
@@ -36,20 +48,46 @@ SELECT min(d), max(d) FROM (
     SELECT date_notification FROM contracts_current
 )
 """
-
-SERVICES = """
-SELECT service, sum(amount)::DOUBLE AS amount FROM mandats
-WHERE service IS NOT NULL AND trim(service) <> ''
-GROUP BY service ORDER BY amount DESC LIMIT 200
-"""
-
-BUYERS = """
-SELECT buyer_siret, mode(buyer_name) AS name, count(*) AS n FROM (
-    SELECT buyer_siret, buyer_name FROM mandats WHERE buyer_siret IS NOT NULL
+MONTHS_KEPT = """
+SELECT min(d), max(d) FROM (
+    SELECT first_day AS d FROM import_facets WHERE facet = 'year'
     UNION ALL
-    SELECT buyer_siret, buyer_name FROM contracts_current WHERE buyer_siret IS NOT NULL
-) GROUP BY buyer_siret ORDER BY n DESC LIMIT 100
+    SELECT last_day FROM import_facets WHERE facet = 'year'
+    UNION ALL
+    SELECT date_notification FROM contracts_current
+)
 """
+
+_SERVICES = """
+SELECT service, sum(amount)::DOUBLE AS amount FROM ({sums})
+GROUP BY service ORDER BY amount DESC, service LIMIT 200
+"""
+SERVICES = _SERVICES.format(
+    sums="SELECT service, amount FROM mandats WHERE service IS NOT NULL AND trim(service) <> ''"
+)
+SERVICES_KEPT = _SERVICES.format(
+    sums="SELECT key AS service, amount FROM import_facets WHERE facet = 'service'"
+)
+
+# The buyers of the lines and contracts, most frequent first, each named by its most
+# frequent name (the smallest of equally frequent ones).
+_BUYERS = """
+SELECT buyer_siret, first(name ORDER BY k DESC, name) FILTER (WHERE name IS NOT NULL) AS name, sum(k) AS n
+FROM (
+    SELECT buyer_siret, name, sum(k) AS k FROM (
+        {lines}
+        UNION ALL
+        SELECT buyer_siret, buyer_name, count(*) FROM contracts_current
+        WHERE buyer_siret IS NOT NULL GROUP BY 1, 2
+    ) GROUP BY 1, 2
+) GROUP BY buyer_siret ORDER BY n DESC, buyer_siret LIMIT 100
+"""
+BUYERS = _BUYERS.format(
+    lines="SELECT buyer_siret, buyer_name AS name, count(*) AS k FROM mandats WHERE buyer_siret IS NOT NULL GROUP BY 1, 2"
+)
+BUYERS_KEPT = _BUYERS.format(
+    lines="SELECT key AS buyer_siret, label AS name, lines AS k FROM import_facets WHERE facet = 'buyer'"
+)
 
 CPV_DIVISIONS = """
 SELECT c.cpv_division AS division, any_value(d.libelle_fr) AS label, count(*) AS n
@@ -62,27 +100,33 @@ SELECT cpv_division AS division, NULL AS label, count(*) AS n FROM contracts_cur
 WHERE cpv_division IS NOT NULL GROUP BY cpv_division ORDER BY cpv_division
 """
 
-NATURES = """
+_NATURES = """
 SELECT left(nature, 3) AS prefix, sum(amount)::DOUBLE AS amount FROM (
     -- per nature first (a few hundred values), then per prefix: no string function per line
-    SELECT nature, sum(amount) AS amount FROM mandats WHERE nature IS NOT NULL GROUP BY nature
+    SELECT nature, sum(amount) AS amount FROM ({sums}) GROUP BY nature
 ) WHERE length(nature) >= 3
 GROUP BY prefix ORDER BY prefix
 """
+NATURES = _NATURES.format(sums="SELECT nature, amount FROM mandats WHERE nature IS NOT NULL")
+NATURES_KEPT = _NATURES.format(sums="SELECT key AS nature, amount FROM import_facets WHERE facet = 'nature'")
 
 
 def facets(con: duckdb.DuckDBPyConnection) -> dict:
     """years (list of int), first/last (dates), services, buyers [(siret, name)],
     cpv_divisions [(code, label)], natures [(prefix, label)]."""
-    years = [r[0] for r in con.execute(YEARS).fetchall()]
-    first, last = con.execute(MONTHS).fetchone()
-    services = [r[0] for r in con.execute(SERVICES).fetchall()]
-    buyers = [(r[0], r[1]) for r in con.execute(BUYERS).fetchall()]
+    kept = aggregates.facets_ready(con)
+    years = [r[0] for r in con.execute(YEARS_KEPT if kept else YEARS).fetchall()]
+    first, last = con.execute(MONTHS_KEPT if kept else MONTHS).fetchone()
+    services = [r[0] for r in con.execute(SERVICES_KEPT if kept else SERVICES).fetchall()]
+    buyers = [(r[0], r[1]) for r in con.execute(BUYERS_KEPT if kept else BUYERS).fetchall()]
     try:
         cpv = con.execute(CPV_DIVISIONS).fetchall()
     except duckdb.CatalogException:  # reference data not built
         cpv = con.execute(CPV_DIVISIONS_NO_REF).fetchall()
-    natures = [(r[0], NATURE_CHAPTERS.get(r[0][:2], "")) for r in con.execute(NATURES).fetchall()]
+    natures = [
+        (r[0], NATURE_CHAPTERS.get(r[0][:2], ""))
+        for r in con.execute(NATURES_KEPT if kept else NATURES).fetchall()
+    ]
     return {
         "years": years,
         "first": first,

@@ -41,14 +41,15 @@ OTHER_BUYER = "21590350100017"
 
 def _write_other_buyer(path, sirets: list[str]) -> None:
     rows = ["Exercice;Budget;N° mandat;N° ligne;Date émission;Tiers;SIRET;Code postal;Imputation;"
-            "Montant TTC;SIRET de l'acheteur"]
+            "Montant TTC;SIRET de l'acheteur;Nom de l'acheteur;Direction"]
     for i in range(600):
         day = dt.date(2024, 11, 1) + dt.timedelta(days=(i * 7) % 240)
         amount = f"{(i % 37) * 91.5 + 12.25:.2f}".replace(".", ",")
         sign = "-" if i % 29 == 0 else ""  # a few credit notes
         rows.append(
             f"{day.year};ANNEXE;{i + 1};1;{day:%d/%m/%Y};FOURNISSEUR {i % 50};{sirets[i % len(sirets)]};"
-            f"59000;6068;{sign}{amount};{OTHER_BUYER}"
+            f"59000;6068;{sign}{amount};{OTHER_BUYER};{'Syndicat des eaux' if i % 3 else 'SYNDICAT DES EAUX'};"
+            f"{'Direction des routes' if i % 4 else ''}"
         )
     path.write_text("\n".join(rows) + "\n", encoding="cp1252")
 
@@ -154,6 +155,45 @@ def test_merged_sums_follow_imports_and_undo(db):
     assert con.execute("SELECT count(*) FROM spend_years WHERE year = 2025").fetchone()[0] == 0
 
 
+def _facets_match_the_lines(con, monkeypatch) -> None:
+    """The sidebar's choices from import_facets are the ones the lines give."""
+    from analytics import facets
+
+    assert aggregates.facets_ready(con)
+    kept = facets.facets(con)
+    with monkeypatch.context() as m:
+        m.setattr(aggregates, "facets_ready", lambda c: False)
+        lines = facets.facets(con)
+    assert kept == lines
+    assert kept["services"] and kept["natures"] and kept["years"]
+
+
+def test_facets_counted_per_import(db, monkeypatch):
+    """import_facets follows imports and undo; the buyers of the lines carry their most
+    frequent name; lines written otherwise send the choices back to the lines."""
+    from analytics import facets
+
+    con, ids = db
+    _facets_match_the_lines(con, monkeypatch)
+    assert (OTHER_BUYER, "Syndicat des eaux") in facets.facets(con)["buyers"]
+    assert facets.facets(con)["first"] == con.execute("SELECT min(spend_date) FROM mandats").fetchone()[0]
+    undo_import(con, ids[0])
+    _facets_match_the_lines(con, monkeypatch)
+    assert 2024 in facets.facets(con)["years"]  # the other buyer's lines of 2024 remain
+    undo_import(con, ids[2])
+    _facets_match_the_lines(con, monkeypatch)
+    assert facets.facets(con)["years"] == [2025] and facets.facets(con)["buyers"] == []
+    con.execute(
+        "INSERT INTO mandats (import_id, natural_key, spend_date, supplier_key, supplier_identified, "
+        "amount, amount_basis, service) VALUES (99, 'x', DATE '2019-05-05', 'NOM:HORS IMPORT', FALSE, 10, 'TTC', 'Hors import')"
+    )
+    assert not aggregates.facets_ready(con)
+    got = facets.facets(con)
+    assert 2019 in got["years"] and "Hors import" in got["services"]
+    aggregates.rebuild(con)
+    _facets_match_the_lines(con, monkeypatch)
+
+
 def _years_match_the_lines(con) -> None:
     _same_rows(
         con,
@@ -239,7 +279,7 @@ def test_migration_from_an_older_schema_builds_todays_tables(db, tmp_path, below
     the tables of their time, failed on it)."""
     con, _ = db
     path = tmp_path / "agg.duckdb"
-    con.execute("DROP TABLE spend_years; DROP TABLE spend_months")
+    con.execute("DROP TABLE spend_years; DROP TABLE spend_months; DROP TABLE import_facets")
     if below <= 6:
         old_ddl = "\n".join(
             line
@@ -257,6 +297,7 @@ def test_migration_from_an_older_schema_builds_todays_tables(db, tmp_path, below
     _years_match_the_lines(con)
     _first_days_match_the_lines(con)
     _merged_match_the_lines(con)
+    assert aggregates.facets_ready(con)
     assert con.execute("SELECT sum(ht_known) + sum(ttc_no_ht) > 0 FROM mandats_yearly").fetchone()[0]
 
 

@@ -1041,8 +1041,8 @@ def test_headlines_equal_one_headline_per_period(main):
 )
 def test_light_headlines_of_whole_years_in_one_pass(main, base, monkeypatch):
     """Whole calendar years alike are computed in one statement by year
-    (LIGHT_BY_YEAR_SQL): the same figures as each year's own light headline, a year
-    without any spend (2019) and years out of order included."""
+    (LIGHT_BY_YEAR_SQL): the same figures as each year's own light
+    headline, a year without any spend (2019) and years out of order included."""
     from analytics import aggregates
 
     aggregates.rebuild(main)  # the lines of this database are written by hand
@@ -1060,7 +1060,7 @@ def test_light_headlines_of_whole_years_in_one_pass(main, base, monkeypatch):
         one = ind.headlines(main, [f], light=True)[0]
         for k in ind.HEADLINE_KEYS:
             assert got[k] == pytest.approx(one[k]) if one[k] is not None else got[k] is None, (f, k)
-        assert got["reasons"] == one["reasons"]
+        assert got["reasons"] == one["reasons"] and got["coverage"] == one["coverage"]
     assert passes == [1]  # a single period takes the block path
     assert not ind._whole_years_alike(periods + [base.with_(date_from=D(2025, 1, 1), date_to=D(2025, 6, 30))])
     assert not ind._whole_years_alike(periods + [periods[0].with_(supplier_classes=("pme",))])

@@ -64,14 +64,16 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     ("analytics/demo.py", "build"): 1,
     # facets: STRUCTURES_SQL.format(column=TERRITORY_COLUMN[kind]) - whitelist; codes are $codes
     ("analytics/facets.py", "structures_in_territory"): 1,
+    # facets: each choice from the lines or from import_facets, constant texts joined
+    ("analytics/facets.py", "<module>"): 6,
     # footprint: SUPPLIER_CLASS_SQL[c] for known classes only; Territory.column; HOLDER_COLUMN
     # map; population column by t.kind from a fixed dict; codes as $territory_codes / $codes
     # mandats_monthly: constant statements; the import id is $i
     # _SELECT, _REFILL_FIRST, REBUILD, NAMES_REBUILD, SUMS_REBUILD: constants joined or
     # formatted with constant WHERE clauses
-    ("analytics/aggregates.py", "<module>"): 12,  # + SUMS_REBUILD (v6), the merged sums (v7): constant statements
+    ("analytics/aggregates.py", "<module>"): 14,  # + SUMS_REBUILD (v6), the merged sums and facets (v7): constant statements
     ("analytics/aggregates.py", "ready"): 2,  # table names from a constant tuple
-    ("analytics/aggregates.py", "add_import"): 6,
+    ("analytics/aggregates.py", "add_import"): 8,  # + import_facets (constant text, $i)
     ("analytics/aggregates.py", "remove_import"): 2,
     ("analytics/footprint.py", "_filter_classes"): 1,
     ("analytics/footprint.py", "<module>"): 2,  # PAID_SQL, PAID_SUMS_SQL: constants joined

@@ -24,6 +24,19 @@ from __future__ import annotations
 
 import duckdb
 
+# The summed columns of mandats_yearly, spend_months and spend_years (those of
+# mandats_monthly, commented there).
+_SUM_COLUMNS = """    lines BIGINT NOT NULL,
+    lines_ttc BIGINT NOT NULL,
+    net DECIMAL(38, 2) NOT NULL,
+    pos DECIMAL(38, 2) NOT NULL,
+    first_paid DATE,
+    first_date DATE NOT NULL,
+    raw_name VARCHAR,
+    ht_known DECIMAL(38, 2) NOT NULL,
+    ttc_no_ht DECIMAL(38, 2) NOT NULL
+);"""
+
 DDL = """
 CREATE TABLE IF NOT EXISTS mandats_monthly (
     import_id INTEGER NOT NULL,
@@ -51,45 +64,18 @@ CREATE TABLE IF NOT EXISTS mandats_yearly (
     buyer_siret VARCHAR,
     year INTEGER NOT NULL,
     supplier_key VARCHAR NOT NULL,
-    lines BIGINT NOT NULL,
-    lines_ttc BIGINT NOT NULL,
-    net DECIMAL(38, 2) NOT NULL,
-    pos DECIMAL(38, 2) NOT NULL,
-    first_paid DATE,
-    first_date DATE NOT NULL,
-    raw_name VARCHAR,
-    ht_known DECIMAL(38, 2) NOT NULL,
-    ttc_no_ht DECIMAL(38, 2) NOT NULL
-);
+{sums}
 CREATE TABLE IF NOT EXISTS spend_months (
     -- mandats_monthly with every import, buyer and category merged (v7): one row per
     -- month and supplier; the columns are summed (min for the days and the name)
     month DATE NOT NULL,
     supplier_key VARCHAR NOT NULL,
-    lines BIGINT NOT NULL,
-    lines_ttc BIGINT NOT NULL,
-    net DECIMAL(38, 2) NOT NULL,
-    pos DECIMAL(38, 2) NOT NULL,
-    first_paid DATE,
-    first_date DATE NOT NULL,
-    raw_name VARCHAR,
-    ht_known DECIMAL(38, 2) NOT NULL,
-    ttc_no_ht DECIMAL(38, 2) NOT NULL
-);
+{sums}
 CREATE TABLE IF NOT EXISTS spend_years (
     -- spend_months summed per year (v7): one row per year and supplier
     year INTEGER NOT NULL,
     supplier_key VARCHAR NOT NULL,
-    lines BIGINT NOT NULL,
-    lines_ttc BIGINT NOT NULL,
-    net DECIMAL(38, 2) NOT NULL,
-    pos DECIMAL(38, 2) NOT NULL,
-    first_paid DATE,
-    first_date DATE NOT NULL,
-    raw_name VARCHAR,
-    ht_known DECIMAL(38, 2) NOT NULL,
-    ttc_no_ht DECIMAL(38, 2) NOT NULL
-);
+{sums}
 CREATE TABLE IF NOT EXISTS import_facets (
     -- what the sidebar filters offer, counted per import (v7), so that the first page of a
     -- session does not read every line for them: the years of its lines (with their first
@@ -121,7 +107,7 @@ CREATE TABLE IF NOT EXISTS supplier_first (
     first_date DATE NOT NULL,
     PRIMARY KEY (buyer_key, supplier_key)
 )
-"""
+""".replace("{sums}", _SUM_COLUMNS)
 
 # The purchase category of a payment line: the chapter of its accounting nature (two ASCII
 # digits first: a single-character comparison, about 25 % cheaper on 10M lines than a

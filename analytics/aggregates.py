@@ -17,7 +17,8 @@ are written in month order, so a period's query skips the row groups of other mo
 merged: one row per month (year) and supplier. Without a buyer filter the engine reads
 them, and a query of one month (year), or by month (year), then needs no grouping per
 supplier, its costliest step (10M lines in one year: the monthly series 0.45 -> 0.16 s).
-An import or an undo computes again only the months it touches, and their years.
+An import adds its own sums to them; an undo computes again the months it touched, and
+their years.
 """
 
 from __future__ import annotations
@@ -152,8 +153,36 @@ FROM mandats_monthly {where} GROUP BY ALL ORDER BY year
 # spend_months and spend_years of the months $m_from..$m_to (first days of months) and of
 # their years, from mandats_monthly: deleted, then summed again (one statement each).
 _MERGED = (
-    "sum(lines)::BIGINT, sum(lines_ttc)::BIGINT, sum(net), sum(pos), min(first_paid), "
-    "min(first_date), min(raw_name), sum(ht_known), sum(ttc_no_ht)"
+    "sum(lines)::BIGINT AS lines, sum(lines_ttc)::BIGINT AS lines_ttc, sum(net) AS net, sum(pos) AS pos, "
+    "min(first_paid) AS first_paid, min(first_date) AS first_date, min(raw_name) AS raw_name, "
+    "sum(ht_known) AS ht_known, sum(ttc_no_ht) AS ttc_no_ht"
+)
+# An import's own sums added into spend_months and spend_years: its month (year) x
+# supplier sums are added to the rows that exist (the days and the name by least()), the
+# others inserted. Only the rows the import touches are written, so a small monthly file
+# does not rewrite a year of sums (ten years of 1M lines: a 2-line import commits in
+# about 0.1 s instead of 1.1 s with a delete and sum again of its year).
+_ADD = (
+    "lines = s.lines + n.lines, lines_ttc = s.lines_ttc + n.lines_ttc, net = s.net + n.net, "
+    "pos = s.pos + n.pos, first_paid = least(s.first_paid, n.first_paid), "
+    "first_date = least(s.first_date, n.first_date), raw_name = least(s.raw_name, n.raw_name), "
+    "ht_known = s.ht_known + n.ht_known, ttc_no_ht = s.ttc_no_ht + n.ttc_no_ht"
+)
+_MERGED_ADD = (
+    f"CREATE OR REPLACE TEMP TABLE _add_months AS SELECT month, supplier_key, {_MERGED} "
+    "FROM mandats_monthly WHERE import_id = $i GROUP BY month, supplier_key",
+    f"CREATE OR REPLACE TEMP TABLE _add_years AS SELECT year(month) AS year, supplier_key, {_MERGED} "
+    "FROM _add_months GROUP BY 1, 2",
+    f"UPDATE spend_months AS s SET {_ADD} FROM _add_months AS n "
+    "WHERE s.month = n.month AND s.supplier_key = n.supplier_key",
+    "INSERT INTO spend_months SELECT n.* FROM _add_months AS n "
+    "ANTI JOIN spend_months AS s ON s.month = n.month AND s.supplier_key = n.supplier_key ORDER BY n.month",
+    f"UPDATE spend_years AS s SET {_ADD} FROM _add_years AS n "
+    "WHERE s.year = n.year AND s.supplier_key = n.supplier_key",
+    "INSERT INTO spend_years SELECT n.* FROM _add_years AS n "
+    "ANTI JOIN spend_years AS s ON s.year = n.year AND s.supplier_key = n.supplier_key ORDER BY n.year",
+    "DROP TABLE _add_months",
+    "DROP TABLE _add_years",
 )
 _MERGED_REFRESH = (
     "DELETE FROM spend_months WHERE month BETWEEN $m_from AND $m_to",
@@ -251,7 +280,8 @@ def add_import(con: duckdb.DuckDBPyConnection, import_id: int) -> int:
         "INSERT INTO supplier_names " + _NAMES.format(where="WHERE import_id = $i"), {"i": int(import_id)}
     )
     con.execute("INSERT INTO import_facets " + _FACETS.format(cond="import_id = $i"), {"i": int(import_id)})
-    _refresh_merged(con, _months_of(con, import_id))
+    for sql in _MERGED_ADD:
+        con.execute(sql, {"i": int(import_id)} if "$i" in sql else None)
     return n
 
 

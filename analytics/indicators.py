@@ -682,22 +682,17 @@ def spend_sql(
         where += f" AND {buyer}" if buyer else ""
         if supplier_keys:
             where += " AND list_contains($supplier_keys, m.supplier_key)"
-        if _one_row_per_supplier(f, dims, table):
-            agg = PAID_MERGED_SPEND_SQL.format(
-                table=table,
-                dims="".join(f", {dimensions[d]} AS {d}" for d in dims),
-                where=where,
-                details=",\n       m.raw_name, m.first_paid AS first_date" if details else "",
-            )
+        if _one_row_per_supplier(f, dims, table):  # already one row per supplier: no grouping
+            template, detail_cols = PAID_MERGED_SPEND_SQL, "m.raw_name, m.first_paid AS first_date"
         else:
-            agg = PAID_MONTHLY_SPEND_SQL.format(
-                table=table,
-                dims="".join(f", {dimensions[d]} AS {d}" for d in dims),
-                where=where,
-                details=",\n       min(m.raw_name) AS raw_name, min(m.first_paid) AS first_date"
-                if details
-                else "",
-            )
+            template = PAID_MONTHLY_SPEND_SQL
+            detail_cols = "min(m.raw_name) AS raw_name, min(m.first_paid) AS first_date"
+        agg = template.format(
+            table=table,
+            dims="".join(f", {dimensions[d]} AS {d}" for d in dims),
+            where=where,
+            details=f",\n       {detail_cols}" if details else "",
+        )
     elif f.basis == "paid":
         where, params = filter_sql(f, "mandats")
         if supplier_keys:
@@ -1001,15 +996,16 @@ def _value_blocks(con: Con, periods: list[Filters], point, light: bool, monthly:
     return [rows[i] for i in range(len(periods))]
 
 
+def _without_dates(f: Filters) -> Filters:
+    """``f`` with fixed dates: equal for periods that differ only by their dates."""
+    return f.with_(date_from=dt.date(2000, 1, 1), date_to=dt.date(2000, 1, 1))
+
+
 def _whole_years_alike(periods: list[Filters]) -> bool:
     """Whether every period is a whole calendar year the yearly sums answer, the other
     filters all the same."""
-    first = periods[0]
-    return all(
-        yearly_ok(f, ("year",))
-        and f.date_from.year == f.date_to.year
-        and f.with_(date_from=first.date_from, date_to=first.date_to) == first
-        for f in periods
+    return len({_without_dates(f) for f in periods}) == 1 and all(
+        yearly_ok(f, ("year",)) and f.date_from.year == f.date_to.year for f in periods
     )
 
 
@@ -1448,7 +1444,7 @@ def _contract_facts(con: Con, periods: list[Filters]) -> list[tuple[dict, dict]]
     out: list[tuple[dict, dict] | None] = [None] * len(periods)
     groups: dict[Filters, list[int]] = {}
     for i, f in enumerate(periods):
-        groups.setdefault(f.with_(date_from=dt.date(2000, 1, 1), date_to=dt.date(2000, 1, 1)), []).append(i)
+        groups.setdefault(_without_dates(f), []).append(i)
     empty: dict[str, dict] = {}
 
     def none_of(kind: str) -> dict:

@@ -232,13 +232,14 @@ def review(con: duckdb.DuckDBPyConnection, month: str) -> dict:
     year = int(month[:4])
     f_month, _ = _filters(con, month)
     try:
-        table = spaser.spaser_table(con, year, f_month)
+        # the targets and trajectory only: the actual values are the month's year to date
+        plan = spaser.plan(con, year, f_month)
     except Exception as exc:  # the review must not fail because targets are incomplete
         alerts.append({"key": "spaser", "kind": "indisponible", "against": str(exc)})
-        table = None
+        plan = []
     # The month is judged on its year to date (the data at the end of that month), not on
     # the whole year, whose later months may already be loaded.
-    for r in table.to_dict(orient="records") if table is not None else []:
+    for r in plan:
         actual = current["ytd"].get(r["indicator"])
         trajectory, target = _number(r["trajectory"]), _number(r["target"])
         if not _is_share(r["indicator"]) and trajectory is not None:

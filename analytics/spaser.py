@@ -150,9 +150,11 @@ class _YearHeadlines:
         return self.done[year]
 
 
-def _table(headline: _YearHeadlines, tg: pd.DataFrame, base: int | None, year: int) -> pd.DataFrame:
-    cur = headline(year)
-    prev = headline(year - 1)
+def _plan(headline: _YearHeadlines, tg: pd.DataFrame, base: int | None, year: int) -> list[dict]:
+    """For each targeted indicator in ``year``: its final target, target year, the year's
+    milestone (target_this_year) and the trajectory. Only the base year's headline is read
+    (the trajectory starts from its actual value), and only when the base year comes before
+    the first milestone."""
     rows = []
     for key, meta in SPASER_INDICATORS.items():
         mine = tg[tg["indicator"] == key]
@@ -165,10 +167,36 @@ def _table(headline: _YearHeadlines, tg: pd.DataFrame, base: int | None, year: i
             base_value = headline(base).get(key)
             if base_value is not None:
                 points.append((base, float(base_value)))
-        traj = trajectory_value(points, year)
-        target_this_year = (
-            trajectory_value(milestones, year) if year >= min(y for y, _ in milestones) else None
+        rows.append(
+            {
+                "indicator": key,
+                "meta": meta,
+                "target": final_target,
+                "target_year": final_year,
+                "target_this_year": (
+                    trajectory_value(milestones, year) if year >= min(y for y, _ in milestones) else None
+                ),
+                "trajectory": trajectory_value(points, year),
+            }
         )
+    return rows
+
+
+def plan(con: duckdb.DuckDBPyConnection, year: int, filters) -> list[dict]:
+    """The targets and trajectory of ``year`` without the year's actual values (what the
+    monthly review compares with its own year-to-date figures): indicator, target,
+    target_year, target_this_year, trajectory, as in :func:`spaser_table`."""
+    headline = _YearHeadlines(con, filters)
+    rows = _plan(headline, targets(con), base_year(con), int(year))
+    return [{k: v for k, v in r.items() if k != "meta"} for r in rows]
+
+
+def _table(headline: _YearHeadlines, tg: pd.DataFrame, base: int | None, year: int) -> pd.DataFrame:
+    cur = headline(year)
+    prev = headline(year - 1)
+    rows = []
+    for p in _plan(headline, tg, base, year):
+        key, meta, traj = p["indicator"], p["meta"], p["trajectory"]
         actual = cur.get(key)
         previous = prev.get(key)
         rows.append(
@@ -177,11 +205,11 @@ def _table(headline: _YearHeadlines, tg: pd.DataFrame, base: int | None, year: i
                 "label": indicators.DEFINITIONS.get(key, {}).get("label", key),
                 "actual": actual,
                 "actual_value": cur.get(meta["value_key"]) if meta["value_key"] else None,
-                "target": final_target,
-                "target_year": final_year,
-                "target_this_year": target_this_year,
+                "target": p["target"],
+                "target_year": p["target_year"],
+                "target_this_year": p["target_this_year"],
                 "trajectory": traj,
-                "status": status(actual, traj, final_target),
+                "status": status(actual, traj, p["target"]),
                 "previous": previous,
                 "delta_points": (actual - previous) if actual is not None and previous is not None else None,
                 "reason": (cur.get("reasons") or {}).get(key),

@@ -120,6 +120,30 @@ def test_each_years_headline_is_computed_once(env_history, monkeypatch):
         pd.testing.assert_series_equal(table["actual"].astype(float), expected, check_names=False)
 
 
+
+def test_plan_is_the_tables_targets_without_its_actual_values(env_history, monkeypatch):
+    """The monthly review reads the year's targets and trajectory only: the same as the
+    table's, from the base year's headline alone."""
+    con = env_history
+    spaser.set_target(con, "social_clause_rate", 2025, 0.4)
+    spaser.set_target(con, "social_clause_rate", 2027, 0.6)
+    keys = ["indicator", "target", "target_year", "target_this_year", "trajectory"]
+    calls = []
+    real = indicators.headlines
+
+    def counting(c, periods, light=False):
+        calls.append([f.date_from.year for f in periods])
+        return real(c, periods, light=light)
+
+    for year in (2021, 2022, 2024, 2026, 2028):
+        table = spaser.spaser_table(con, year)
+        calls.clear()
+        monkeypatch.setattr(indicators, "headlines", counting)
+        plan = pd.DataFrame(spaser.plan(con, year, Filters.year(year)), columns=keys)
+        monkeypatch.setattr(indicators, "headlines", real)
+        assert calls == [[2022]]  # the base year only, whatever the year
+        pd.testing.assert_frame_equal(plan, table[keys])
+
 def test_instrument_rates(con):
     for i, (social, env) in enumerate(
         [(["Clause sociale"], ["Critère environnemental"]), (["Clause sociale", "Marché réservé"], None)]

@@ -264,3 +264,19 @@ def test_communes_geometry(communes):
     assert g["current_code"].isin(set(communes["code_commune"])).all()
     assert {"2A", "2B", "971", "972", "973", "974", "976"} <= set(g["code_departement"])
     assert g.loc[g["code_commune"] == "91182", "current_code"].item() == "91228"
+
+
+@pytest.mark.parametrize("dep", ["59", "2A", "971", "75"])
+def test_communes_geojson_of_one_departement(dep):
+    """The map of one département's communes (read with pyarrow and shapely) carries the
+    same communes and shapes as the geometry file read with geopandas."""
+    gpd = pytest.importorskip("geopandas")
+    from analytics import geo
+
+    g = gpd.read_parquet(REF / "communes_geo.parquet")
+    g = g[g["code_departement"] == dep]
+    got = geo.communes_geojson(dep)
+    assert [f["properties"]["code"] for f in got["features"]] == list(g["code_commune"])
+    assert [f["properties"]["nom"] for f in got["features"]] == list(g["nom"])
+    shapes = gpd.GeoDataFrame.from_features(got["features"], crs=4326).geometry
+    assert shapes.geom_equals_exact(g.geometry.reset_index(drop=True), tolerance=1e-9).all()

@@ -575,7 +575,7 @@ def spend_rows(con: duckdb.DuckDBPyConnection, f: Filters) -> tuple[pd.DataFrame
         sql = (NOTIFIED_SQL if notified else PAID_SQL).format(territory=territory, where=where, ht=HT_EXPR)
     if f.territory is not None:
         params["territory_codes"] = list(f.territory.codes)
-    df = con.execute(sql, params).df()
+    df = indicators._long_df(con, sql, params)  # a row per supplier: 90,000 for a region
     if f.supplier_classes:
         df = _filter_classes(con, df, f)
     return df, ignored
@@ -641,13 +641,13 @@ def _regional_employment(model: Model, t: Territory) -> np.ndarray | None:
     return df.groupby("branch")["employment"].sum().reindex(list(model.branches)).fillna(0).to_numpy(float)
 
 
-def _per_distinct(fn, *columns: pd.Series) -> list:
-    """``[fn(*values) for values in zip(*columns)]`` (missing values as None), computed once
-    per distinct tuple of values (a year of a large buyer: 90,000 suppliers, a few hundred
-    NAF × CPV pairs)."""
+def _distinct(fn, *columns: pd.Series) -> tuple[list, np.ndarray]:
+    """``fn(*values)`` once per distinct tuple of values of the columns (missing values as
+    None), and for each row the position of its tuple in that list (a year of a large
+    buyer: 90,000 suppliers, a few hundred NAF × CPV pairs)."""
     n = len(columns[0])
     if not n:
-        return []
+        return [], np.zeros(0, dtype=np.int64)
     combined = np.zeros(n, dtype=np.int64)
     for col in columns:
         codes, uniques = pd.factorize(col)  # missing: -1
@@ -658,37 +658,39 @@ def _per_distinct(fn, *columns: pd.Series) -> list:
         v = col.iloc[i]
         return None if v is None or (not isinstance(v, str) and pd.isna(v)) else v
 
-    values = [fn(*(value(col, int(i)) for col in columns)) for i in first]
-    return [values[k] for k in inverse.ravel()]
+    return [fn(*(value(col, int(i)) for col in columns)) for i in first], inverse.ravel()
+
+
+def _per_distinct(fn, *columns: pd.Series) -> list:
+    """``[fn(*values) for values in zip(*columns)]``, computed once per distinct tuple."""
+    values, inverse = _distinct(fn, *columns)
+    return [values[k] for k in inverse]
 
 
 def _assign(rows: pd.DataFrame, model: Model) -> pd.DataFrame:
     """Branch (from the NAF, else the CPV), carbon intensities and their source for every row."""
     rows = rows.copy()
-    cache: dict = {}
 
     def one(naf, cpv):
-        key = (naf, cpv)
-        if key not in cache:
-            b = naf_to_a38(naf, model)
-            src = "naf" if b else None
-            if b is None and isinstance(cpv, str):
-                b = cpv_to_a38(cpv, model)
-                src = "cpv" if b else None
-            ci, lvl = carbon_intensity(naf if src == "naf" else None, model, branch=b)
-            ci = ci or (np.nan, np.nan, np.nan)
-            cache[key] = (b, src, *ci, lvl)
-        return cache[key]
+        b = naf_to_a38(naf, model)
+        src = "naf" if b else None
+        if b is None and isinstance(cpv, str):
+            b = cpv_to_a38(cpv, model)
+            src = "cpv" if b else None
+        ci, lvl = carbon_intensity(naf if src == "naf" else None, model, branch=b)
+        ci = ci or (np.nan, np.nan, np.nan)
+        return (b, src, *ci, lvl)
 
     cols = ["branch", "branch_source", "ci_central", "ci_low", "ci_high", "carbon_level"]
-    values = _per_distinct(one, rows["naf"], rows["cpv"])
-    out = pd.DataFrame(values, columns=cols, index=rows.index) if values else pd.DataFrame(columns=cols)
-    for c in cols:
-        rows[c] = (
-            out[c]
-            if len(out)
-            else pd.Series(dtype=object if c in ("branch", "branch_source", "carbon_level") else float)
-        )
+    values, inverse = _distinct(one, rows["naf"], rows["cpv"])
+    if values:
+        # one row per distinct pair, spread to the rows by position (no 90,000 tuples)
+        out = pd.DataFrame(values, columns=cols).take(inverse).set_axis(rows.index)
+        for c in cols:
+            rows[c] = out[c]
+    else:
+        for c in cols:
+            rows[c] = pd.Series(dtype=object if c in ("branch", "branch_source", "carbon_level") else float)
     for c in ("ci_central", "ci_low", "ci_high"):
         rows[c] = rows[c].astype(float)
     return rows
@@ -1012,18 +1014,20 @@ def _carbon(rows: pd.DataFrame) -> dict:
     cat["intensity_kg_per_keur"] = np.where(
         cat["spend"] > 0, cat["carbon_tco2e"] * 1e6 / cat["spend"], np.nan
     )
-    sup = (
-        rows.groupby("supplier_key")
-        .agg(
-            name=("name", "first"),
-            naf=("naf", "first"),
-            spend=("spend", "sum"),
-            carbon_tco2e=("carbon_tco2e", "sum"),
+    if rows["supplier_key"].is_unique:  # the paid basis: one row per supplier already
+        sup = rows[["supplier_key", "name", "naf", "spend", "carbon_tco2e"]]
+    else:  # notified: a row per supplier and CPV
+        sup = (
+            rows.groupby("supplier_key")
+            .agg(
+                name=("name", "first"),
+                naf=("naf", "first"),
+                spend=("spend", "sum"),
+                carbon_tco2e=("carbon_tco2e", "sum"),
+            )
+            .reset_index()
         )
-        .reset_index()
-        .sort_values("carbon_tco2e", ascending=False)
-        .head(TOP_EMITTERS)
-    )
+    sup = sup.sort_values(["carbon_tco2e", "supplier_key"], ascending=[False, True]).head(TOP_EMITTERS)
     sup["intensity_kg_per_keur"] = np.where(
         sup["spend"] > 0, sup["carbon_tco2e"] * 1e6 / sup["spend"], np.nan
     )

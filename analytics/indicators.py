@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import warnings
 from decimal import Decimal
 
 import duckdb
@@ -20,6 +21,9 @@ import pandas as pd
 from analytics import aggregates
 from analytics.filters import TERRITORY_KINDS, Filters, Territory
 from analytics.fmt import fmt_date, fmt_eur, fmt_int, fmt_number, fmt_pct, fmt_points, fmt_value
+
+# _long_df reads a result as Arrow; DuckDB 2.0 warns that it copies the rows (see there).
+warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
 
 Con = duckdb.DuckDBPyConnection
 
@@ -797,6 +801,40 @@ def _run(con: Con, sql: str, params: dict):
 
 def _df(con: Con, sql: str, params: dict) -> pd.DataFrame:
     return _run(con, sql, params).df()
+
+
+def _long_df(con: Con, sql: str, params: dict) -> pd.DataFrame:
+    """``_df`` for a result of many rows (the supplier table: 90,000 rows of 20 columns):
+    read as Arrow and converted by pyarrow, which builds the text columns 0.1–0.15 s faster
+    than DuckDB's conversion at that size. The dtypes are made those of ``.df()``: dates
+    and timestamps as datetime64[us], decimals as float64, booleans and integers with a
+    NULL as the nullable "boolean" and "Int64" (…), a NULL list as pd.NA, a text column
+    without any value as object."""
+    import pyarrow as pa
+
+    # On an execute() result DuckDB 2.0 copies the rows into Arrow (as fast here as a
+    # relation's con.sql(), which would refuse a connection with a result still open) and
+    # warns about that copy: silenced once, at import.
+    table = _run(con, sql, params).to_arrow_table()
+    df = table.to_pandas(date_as_object=False)
+    for field, column in zip(table.schema, table.columns):
+        kind, name = field.type, field.name
+        if pa.types.is_date(kind) or pa.types.is_timestamp(kind):
+            df[name] = df[name].astype("datetime64[us]")
+        elif pa.types.is_decimal(kind):
+            df[name] = df[name].astype("float64")
+        elif pa.types.is_boolean(kind) and column.null_count:
+            df[name] = df[name].astype("boolean")
+        elif pa.types.is_integer(kind) and column.null_count:
+            df[name] = df[name].astype(
+                ("Int" if pa.types.is_signed_integer(kind) else "UInt") + str(kind.bit_width)
+            )
+        elif pa.types.is_nested(kind) and column.null_count:
+            df[name] = df[name].where(df[name].notna(), pd.NA)
+        elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            if column.null_count == len(column):
+                df[name] = pd.Series([None] * len(column), dtype=object, index=df.index)
+    return df
 
 
 def _row(con: Con, sql: str, params: dict) -> dict:
@@ -1976,7 +2014,7 @@ def suppliers_table(con: Con, f: Filters, search: str | None = None) -> pd.DataF
         FROM ps LEFT JOIN k USING (supplier_key)
         WHERE {cond}
         ORDER BY ps.net DESC, ps.supplier_key"""
-    return _df(con, sql, params)
+    return _long_df(con, sql, params)
 
 
 # ---------------------------------------------------------------------------------------

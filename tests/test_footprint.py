@@ -361,6 +361,32 @@ def test_carbon_sum_by_hand(con):
     assert sum(r["carbon_tco2e"] for r in d["by_branch"]) == pytest.approx(13.9)
 
 
+def test_top_emitters_same_from_one_row_or_several_per_supplier():
+    """The paid basis gives one row per supplier (no grouping), the notified basis one per
+    supplier and CPV (grouped): the same suppliers give the same top emitters, ties
+    ordered by supplier key."""
+    rows = pd.DataFrame(
+        {
+            "supplier_key": ["C", "A", "B", "D"],
+            "name": ["Gamma", "Alpha", None, "Delta"],
+            "naf": ["42.11Z", "62.01Z", "62.01Z", None],
+            "cpv": [None, None, None, "45000000"],
+            "branch_source": ["naf", "naf", "naf", "cpv"],
+            "carbon_level": ["naf", "naf", "naf", "branche"],
+            "spend": [1000.0, 2000.0, 2000.0, 500.0],
+            "ci_central": [100.0, 50.0, 50.0, np.nan],
+            "ci_low": [80.0, 40.0, 40.0, np.nan],
+            "ci_high": [120.0, 60.0, 60.0, np.nan],
+        }
+    )
+    one = fp._carbon(rows)
+    halves = pd.concat([rows.assign(spend=rows["spend"] / 2)] * 2, ignore_index=True)
+    several = fp._carbon(halves.sample(frac=1, random_state=3).reset_index(drop=True))
+    assert one["by_supplier"]["supplier_key"].tolist() == ["A", "B", "C", "D"]
+    pd.testing.assert_frame_equal(one["by_supplier"], several["by_supplier"])
+    pd.testing.assert_frame_equal(one["by_category"], several["by_category"])
+
+
 def test_notified_basis_splits_holders_and_uses_cpv(con):
     _insert_suppliers(con, SUPPLIERS[:1])
     con.execute(

@@ -823,6 +823,37 @@ def test_top_suppliers_and_suppliers_table(main):
     assert found["supplier_key"].tolist() == [E]
 
 
+LONG_DF_SQL = """
+    SELECT * FROM (VALUES
+        (1, NULL::INTEGER, DATE '2025-01-02', TIMESTAMP '2025-01-02 03:04:05', 12.34::DECIMAL(18, 2),
+         TRUE, NULL::BOOLEAN, 'a', NULL::VARCHAR, 1.5::DOUBLE, ['x', 'y'], NULL::UBIGINT, 5::BIGINT),
+        (2, 3, NULL, NULL, NULL, FALSE, TRUE, NULL, NULL, NULL, NULL, 4, NULL)
+    ) t(i, ni, d, ts, dec, b, nb, s, ns, f, l, u, big) WHERE i <= $n
+"""
+
+
+@pytest.mark.parametrize("n", [2, 1, 0])
+def test_long_results_read_as_arrow_keep_the_dtypes_of_df(n):
+    """The supplier table is read through Arrow (``_long_df``): every type gives the same
+    DataFrame as DuckDB's ``.df()``, with or without NULLs, and with no row at all."""
+    import duckdb
+
+    con = duckdb.connect()
+    pd.testing.assert_frame_equal(
+        ind._long_df(con, LONG_DF_SQL, {"n": n}), ind._df(con, LONG_DF_SQL, {"n": n})
+    )
+
+
+def test_suppliers_table_same_through_arrow(main, monkeypatch):
+    for f in (Y2025, Y2025.with_(territory=None), Y2025.with_(basis="notified"), Filters.year(1990)):
+        for search in (None, "dupont", "zzz"):
+            got = ind.suppliers_table(main, f, search=search)
+            monkeypatch.setattr(ind, "_long_df", ind._df)
+            expected = ind.suppliers_table(main, f, search=search)
+            monkeypatch.undo()
+            pd.testing.assert_frame_equal(got, expected)
+
+
 def test_top_suppliers_names_unreferenced_supplier_as_paid(main):
     """A supplier no referential names (E, name only) gets its name as written in the
     payments, read for the top keys only: the same as the per-line detail gives."""

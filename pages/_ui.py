@@ -446,6 +446,21 @@ def chart(fig, key: str) -> None:
     )
 
 
+def year_headlines(f: Filters, year: int | None = None) -> dict[int, dict]:
+    """{year: light headline of the whole calendar year, with the other filters of ``f``}
+    for every year of data (and ``year``), the year before the first, and the SPASER base
+    year: the years the SPASER page's tables read. One cached engine call that the SPASER
+    page and the ESS page's trend share (the same key from both pages)."""
+    from analytics import spaser
+
+    years = sorted({*cached.facets()["years"], *([year] if year else [])})
+    if not years:
+        return {}
+    wanted = spaser.years_needed(years, cached.call("spaser.base_year"))
+    periods = tuple(f.with_(date_from=dt.date(y, 1, 1), date_to=dt.date(y, 12, 31)) for y in wanted)
+    return dict(zip(wanted, cached.call("indicators.headlines", periods, light=True)))
+
+
 def period_label(f: Filters) -> str:
     from analytics.fmt import fmt_date
 

@@ -2,8 +2,6 @@
 inclusive structures, their trend, by kind and by category; reserved contracts,
 insertion hours; the top ESS and inclusive suppliers."""
 
-import datetime as dt
-
 import pandas as pd
 import streamlit as st
 
@@ -167,11 +165,11 @@ def _narrow(df, cols=("name", "amount", "share")):
 
 
 def _year_rows(f: Filters, years: list[int]) -> list[dict]:
-    """The shares of every year, in one engine call (one history scan for all years)."""
-    periods = tuple(f.with_(date_from=dt.date(y, 1, 1), date_to=dt.date(y, 12, 31)) for y in years)
-    heads = cached.call("indicators.headlines", periods, light=True) if periods else []
+    """The shares of every year, from the whole years' headlines the SPASER page reads too
+    (one engine call for all years, computed once for both pages)."""
+    heads = _ui.year_headlines(f, f.date_to.year)
     keys = ("ess_share", "inclusive_share", "insertion_share", "disability_share")
-    return [{"year": y, **{k: h.get(k) for k in keys}} for y, h in zip(years, heads)]
+    return [{"year": y, **{k: heads[y].get(k) for k in keys}} for y in years]
 
 
 _ui.guard(body, "ESS et inclusion")

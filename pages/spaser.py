@@ -2,12 +2,10 @@
 instrument, and the contracts notified since 22/08/2026 without an environmental
 consideration. Targets are editable by analysts."""
 
-import datetime as dt
-
 import pandas as pd
 import streamlit as st
 
-from analytics import cached, charts
+from analytics import cached, charts, spaser
 from analytics.fmt import fmt_number, fmt_pct, fmt_points
 from pages import _spaser_ui, _ui
 
@@ -22,11 +20,12 @@ def body() -> None:
         st.info("Le suivi du SPASER n'est pas disponible dans cette version.")
         return
     _spaser_ui.report_button(year)
-    # The year's table and the trajectory chart's in one call, each year's headline computed
-    # once; the engine takes whole calendar years, so the key is the same for every period.
+    # The year's table and the trajectory chart's from the headlines of whole calendar years,
+    # computed once (one engine call) and shared with the ESS page's trend: the key is the
+    # same for every period of the year.
     years = sorted({*cached.facets()["years"], year})
-    whole = f.with_(date_from=dt.date(years[0], 1, 1), date_to=dt.date(years[-1], 12, 31))
-    tables = cached.call("spaser.spaser_tables", tuple(years), whole)
+    heads = _ui.year_headlines(f, year)
+    tables = spaser.tables_from(heads, cached.call("spaser.targets"), cached.call("spaser.base_year"), years)
     table = tables[year]
     if table is None or not len(table):
         st.info("Aucune cible SPASER définie : les analystes peuvent en saisir ci-dessous.")

@@ -120,7 +120,6 @@ def test_each_years_headline_is_computed_once(env_history, monkeypatch):
         pd.testing.assert_series_equal(table["actual"].astype(float), expected, check_names=False)
 
 
-
 def test_plan_is_the_tables_targets_without_its_actual_values(env_history, monkeypatch):
     """The monthly review reads the year's targets and trajectory only: the same as the
     table's, from the base year's headline alone."""
@@ -143,6 +142,25 @@ def test_plan_is_the_tables_targets_without_its_actual_values(env_history, monke
         monkeypatch.setattr(indicators, "headlines", real)
         assert calls == [[2022]]  # the base year only, whatever the year
         pd.testing.assert_frame_equal(plan, table[keys])
+
+
+def test_tables_from_headlines_computed_once_equal_spaser_tables(env_history):
+    """The dashboard computes the whole years' light headlines once (for the SPASER page
+    and the ESS trend) and builds the tables from them: the same tables."""
+    con = env_history
+    spaser.set_target(con, "social_clause_rate", 2025, 0.4)
+    f = Filters.year(2025)
+    years = (2022, 2023, 2024, 2025)
+    base = spaser.base_year(con)
+    wanted = spaser.years_needed(years, base)
+    assert wanted == [2021, 2022, 2023, 2024, 2025]
+    heads = indicators.headlines(con, [spaser._year_filters(f, y) for y in wanted], light=True)
+    got = spaser.tables_from(dict(zip(wanted, heads)), spaser.targets(con), base, years)
+    expected = spaser.spaser_tables(con, years, f)
+    assert list(got) == list(expected)
+    for y in years:
+        pd.testing.assert_frame_equal(got[y], expected[y])
+
 
 def test_instrument_rates(con):
     for i, (social, env) in enumerate(

@@ -40,8 +40,10 @@ OTHER_BUYER = "21590350100017"
 
 
 def _write_other_buyer(path, sirets: list[str]) -> None:
-    rows = ["Exercice;Budget;N° mandat;N° ligne;Date émission;Tiers;SIRET;Code postal;Imputation;"
-            "Montant TTC;SIRET de l'acheteur;Nom de l'acheteur;Direction"]
+    rows = [
+        "Exercice;Budget;N° mandat;N° ligne;Date émission;Tiers;SIRET;Code postal;Imputation;"
+        "Montant TTC;SIRET de l'acheteur;Nom de l'acheteur;Direction"
+    ]
     for i in range(600):
         day = dt.date(2024, 11, 1) + dt.timedelta(days=(i * 7) % 240)
         amount = f"{(i % 37) * 91.5 + 12.25:.2f}".replace(".", ",")
@@ -68,9 +70,12 @@ def db(files, tmp_path):
     con = store.connect(tmp_path / "agg.duckdb")
     import_file(con, "sirene", files / "sirene.csv")
     ids = [import_file(con, "mandats", files / f"m{y}.csv").import_id for y in (2024, 2025)]
-    sirets = [r[0] for r in con.execute(
-        "SELECT DISTINCT supplier_siret FROM mandats WHERE supplier_siret IS NOT NULL ORDER BY 1 LIMIT 60"
-    ).fetchall()]
+    sirets = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT supplier_siret FROM mandats WHERE supplier_siret IS NOT NULL ORDER BY 1 LIMIT 60"
+        ).fetchall()
+    ]
     _write_other_buyer(tmp_path / "annexe.csv", sirets)
     other = import_file(con, "mandats", tmp_path / "annexe.csv")
     assert other.rows_loaded == 600, other
@@ -106,7 +111,9 @@ def test_kept_by_import_and_undo(db):
     _first_days_match_the_lines(con)
     undo_import(con, ids[0])
     assert aggregates.ready(con)
-    assert con.execute("SELECT count(*) FROM mandats_monthly WHERE import_id = ?", [ids[0]]).fetchone()[0] == 0
+    assert (
+        con.execute("SELECT count(*) FROM mandats_monthly WHERE import_id = ?", [ids[0]]).fetchone()[0] == 0
+    )
     _first_days_match_the_lines(con)
     _names_match_the_lines(con)
     _years_match_the_lines(con)
@@ -122,9 +129,11 @@ def _same_rows(con, from_lines: str, kept: str) -> None:
 def _merged_match_the_lines(con) -> None:
     """spend_months and spend_years: one row per month (year) and supplier, every import
     and buyer summed, as the lines give them."""
-    cols = ("count(*), count(*) FILTER (WHERE amount_basis = 'TTC'), sum(amount), "
-            "coalesce(sum(amount) FILTER (WHERE amount > 0), 0), min(spend_date) FILTER (WHERE amount > 0), "
-            "min(spend_date), min(supplier_name)")
+    cols = (
+        "count(*), count(*) FILTER (WHERE amount_basis = 'TTC'), sum(amount), "
+        "coalesce(sum(amount) FILTER (WHERE amount > 0), 0), min(spend_date) FILTER (WHERE amount > 0), "
+        "min(spend_date), min(supplier_name)"
+    )
     kept = "lines, lines_ttc, net, pos, first_paid, first_date, raw_name"
     _same_rows(
         con,
@@ -142,9 +151,12 @@ def test_merged_sums_follow_imports_and_undo(db):
     """Two imports and two buyers share months: the merged sums add them; undoing either
     computes its months again from what remains, the other import's rows kept."""
     con, ids = db
-    assert con.execute(
-        "SELECT count(*) FROM (SELECT month, supplier_key FROM mandats_monthly GROUP BY ALL HAVING count(*) > 1)"
-    ).fetchone()[0] > 10  # the merge has work to do
+    assert (
+        con.execute(
+            "SELECT count(*) FROM (SELECT month, supplier_key FROM mandats_monthly GROUP BY ALL HAVING count(*) > 1)"
+        ).fetchone()[0]
+        > 10
+    )  # the merge has work to do
     _merged_match_the_lines(con)
     undo_import(con, ids[2])
     assert aggregates.ready(con)
@@ -310,14 +322,40 @@ def test_migration_from_an_older_schema_builds_todays_tables(db, tmp_path, below
         Filters.year(2025).with_(date_from=dt.date(2025, 3, 1), date_to=dt.date(2025, 3, 31)),
         Filters.year(2025).with_(date_from=dt.date(2024, 7, 1), date_to=dt.date(2025, 6, 30)),
         Filters.year(2025, territory=Territory("dep", ("59",))).with_(date_from=dt.date(2024, 1, 1)),
+        # to a day inside a month: the whole months from the sums, the last days from the lines
+        Filters.year(2025).with_(date_to=dt.date(2025, 6, 17)),
+        Filters.year(2025, territory=Territory("dep", ("59",))).with_(
+            date_to=dt.date(2025, 10, 3), supplier_classes=("ess", "local")
+        ),
+        Filters.year(2025).with_(date_from=dt.date(2024, 1, 1), date_to=dt.date(2025, 1, 15)),
+        Filters.year(2025).with_(
+            buyer_siret=OTHER_BUYER, date_from=dt.date(2024, 11, 1), date_to=dt.date(2025, 2, 14)
+        ),
         # not whole months, or a line-level filter: read from the lines either way
         Filters.year(2025).with_(date_from=dt.date(2025, 3, 5), date_to=dt.date(2025, 4, 30)),
         Filters.year(2025).with_(services=("Direction des routes",)),
         # one buyer: the per buyer sums (the merged ones add every buyer)
         Filters.year(2025).with_(buyer_siret=OTHER_BUYER),
-        Filters.year(2025).with_(buyer_siret=OTHER_BUYER, date_from=dt.date(2025, 3, 1), date_to=dt.date(2025, 3, 31)),
+        Filters.year(2025).with_(
+            buyer_siret=OTHER_BUYER, date_from=dt.date(2025, 3, 1), date_to=dt.date(2025, 3, 31)
+        ),
     ],
-    ids=["dep59", "2024", "classes", "march", "rolling", "two-years", "days", "service", "buyer", "buyer-march"],
+    ids=[
+        "dep59",
+        "2024",
+        "classes",
+        "march",
+        "rolling",
+        "two-years",
+        "to-date",
+        "to-date-classes",
+        "year-then-days",
+        "to-date-buyer",
+        "days",
+        "service",
+        "buyer",
+        "buyer-march",
+    ],  # fmt: skip
 )
 def test_same_figures_as_the_lines(db, monkeypatch, f):
     # whole years read mandats_yearly, other whole months mandats_monthly
@@ -425,3 +463,32 @@ def test_monthly_ok_rules():
     assert not indicators.monthly_ok(y.with_(natures=("60",)))
     assert not indicators.monthly_ok(y.with_(basis="notified"))
     assert indicators.monthly_ok(y.with_(date_from=dt.date(2024, 2, 1), date_to=dt.date(2024, 2, 29)))
+
+
+def test_months_then_days_rules():
+    """A period from the first of a month to a day inside a later month reads its whole
+    months from the sums and its last days from the lines (the figures: above)."""
+    y = Filters.year(2025)
+    months, days = indicators.months_then_days(y.with_(date_to=dt.date(2025, 11, 20)))
+    assert (months.date_from, months.date_to) == (dt.date(2025, 1, 1), dt.date(2025, 10, 31))
+    assert (days.date_from, days.date_to) == (dt.date(2025, 11, 1), dt.date(2025, 11, 20))
+    months, _ = indicators.months_then_days(
+        y.with_(date_from=dt.date(2024, 1, 1), date_to=dt.date(2025, 1, 9))
+    )
+    assert indicators.yearly_ok(months)  # the whole year 2024 from the yearly sums
+    assert indicators.months_then_days(y.with_(date_to=dt.date(2025, 11, 20)), ("month", "category"))
+    assert indicators.months_then_days(y) is None  # whole months: the sums alone
+    assert (
+        indicators.months_then_days(y.with_(date_from=dt.date(2025, 1, 2), date_to=dt.date(2025, 6, 5)))
+        is None
+    )
+    assert (
+        indicators.months_then_days(y.with_(date_from=dt.date(2025, 6, 1), date_to=dt.date(2025, 6, 5)))
+        is None
+    )
+    assert indicators.months_then_days(y.with_(date_to=dt.date(2025, 6, 5), services=("Voirie",))) is None
+    assert indicators.months_then_days(y.with_(date_to=dt.date(2025, 6, 5), basis="notified")) is None
+    assert indicators.months_then_days(y.with_(date_to=dt.date(2025, 6, 5)), ("service",)) is None
+    sql, params = indicators.spend_sql(y.with_(date_to=dt.date(2025, 6, 5)), monthly=True)
+    assert "UNION ALL BY NAME" in sql and params["days_from"] == dt.date(2025, 6, 1)
+    assert "UNION ALL BY NAME" not in indicators.spend_sql(y.with_(date_to=dt.date(2025, 6, 5)))[0]

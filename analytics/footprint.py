@@ -1027,6 +1027,11 @@ def _carbon(rows: pd.DataFrame) -> dict:
             )
             .reset_index()
         )
+    values = sup["carbon_tco2e"].to_numpy(dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) > TOP_EMITTERS:  # the candidates first: sorting 90,000 text keys costs 0.15 s
+        floor = np.partition(values, len(values) - TOP_EMITTERS)[len(values) - TOP_EMITTERS]
+        sup = sup[sup["carbon_tco2e"] >= floor]  # the 20 largest and their ties
     sup = sup.sort_values(["carbon_tco2e", "supplier_key"], ascending=[False, True]).head(TOP_EMITTERS)
     sup["intensity_kg_per_keur"] = np.where(
         sup["spend"] > 0, sup["carbon_tco2e"] * 1e6 / sup["spend"], np.nan

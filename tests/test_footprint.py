@@ -387,6 +387,35 @@ def test_top_emitters_same_from_one_row_or_several_per_supplier():
     pd.testing.assert_frame_equal(one["by_category"], several["by_category"])
 
 
+def test_top_emitters_among_many_suppliers_with_ties():
+    """Over TOP_EMITTERS suppliers, the top emitters are the first rows of the whole list
+    sorted by carbon then supplier key, ties at the boundary included."""
+    n = 60
+    rows = pd.DataFrame(
+        {
+            "supplier_key": [f"S{i:03d}" for i in range(n)][::-1],
+            "name": [f"Fournisseur {i}" for i in range(n)],
+            "naf": ["62.01Z"] * n,
+            "cpv": [None] * n,
+            "branch_source": ["naf"] * n,
+            "carbon_level": ["naf"] * n,
+            "spend": [1000.0 * (1 + i % 7) for i in range(n)],  # seven values: many ties
+            "ci_central": [50.0] * (n - 3) + [np.nan] * 3,
+            "ci_low": [40.0] * (n - 3) + [np.nan] * 3,
+            "ci_high": [60.0] * (n - 3) + [np.nan] * 3,
+        }
+    )
+    got = fp._carbon(rows)["by_supplier"]
+    carbon = rows["spend"] * np.where(rows["ci_central"].notna(), rows["ci_central"], 50.0) / 1e6
+    expected = (
+        rows.assign(carbon_tco2e=carbon)
+        .sort_values(["carbon_tco2e", "supplier_key"], ascending=[False, True])
+        .head(fp.TOP_EMITTERS)
+    )
+    assert len(got) == fp.TOP_EMITTERS
+    assert got["supplier_key"].tolist() == expected["supplier_key"].tolist()
+
+
 def test_notified_basis_splits_holders_and_uses_cpv(con):
     _insert_suppliers(con, SUPPLIERS[:1])
     con.execute(

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from analytics import auth, store
+from analytics import aggregates, auth, store
 
 log = logging.getLogger("empreinte")
 
@@ -107,7 +107,7 @@ def _cached_call(name: str, db: str, version: str, args: tuple, kwargs: tuple):
     if fn is None:
         raise LookupError(f"{name} n'existe pas dans cette version du moteur.")
     t0 = time.perf_counter()
-    with cursor() as cur:
+    with cursor() as cur, aggregates.serving(db, version):
         out = fn(cur, *args, **dict(kwargs))
     log.debug("%s en %.0f ms", name, (time.perf_counter() - t0) * 1000)
     return out

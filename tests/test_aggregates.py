@@ -273,6 +273,32 @@ def test_lines_written_otherwise_are_read_from_mandats(db, monkeypatch):
     assert indicators.headline(con, f)["total_spend"] == pytest.approx(before + 1000)
 
 
+def test_ready_checked_once_per_data_version_while_serving(db, monkeypatch):
+    """While the dashboard serves one data version (aggregates.serving), ready() is checked
+    once, not at every engine call; another version, or no version, checks again."""
+    con, _ = db
+    checks = []
+    real = aggregates._ready
+    monkeypatch.setattr(aggregates, "_ready", lambda c: checks.append(1) or real(c))
+    path = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()[0]
+    with aggregates.serving(path, "v1"):
+        assert aggregates.ready(con) and aggregates.ready(con)
+        indicators.headline(con, Filters.year(2025))
+    assert len(checks) == 1
+    con.execute(
+        "INSERT INTO mandats (import_id, natural_key, spend_date, supplier_key, supplier_identified, "
+        "amount, amount_basis) VALUES (99, 'x', DATE '2025-05-05', 'NOM:HORS IMPORT', FALSE, 1000, 'TTC')"
+    )
+    assert not aggregates.ready(con)  # outside the dashboard: checked at every call
+    with aggregates.serving(path, "v2"):
+        assert not aggregates.ready(con)
+    with aggregates.serving(path, "v1"):  # what was checked for that version
+        assert aggregates.ready(con)
+    assert len(checks) == 3
+
+
 def test_migration_builds_it_for_an_existing_database(db, tmp_path):
     con, _ = db
     path = tmp_path / "agg.duckdb"

@@ -72,7 +72,7 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     # _SELECT, _REFILL_FIRST, REBUILD, NAMES_REBUILD, SUMS_REBUILD: constants joined or
     # formatted with constant WHERE clauses
     ("analytics/aggregates.py", "<module>"): 18,  # + SUMS_REBUILD (v6), the merged sums and facets (v7): constant statements
-    ("analytics/aggregates.py", "ready"): 2,  # table names from a constant tuple
+    ("analytics/aggregates.py", "_ready"): 2,  # table names from a constant tuple
     ("analytics/aggregates.py", "_counts_every_line"): 1,  # the count subquery: constant text of its two callers
     ("analytics/aggregates.py", "add_import"): 8,  # + import_facets (constant text, $i)
     ("analytics/aggregates.py", "remove_import"): 2,

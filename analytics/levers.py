@@ -255,12 +255,18 @@ def reservation(
 
 
 UNDER_SQL = """
-WITH lines AS (
-    SELECT m.supplier_key, m.amount, coalesce(left(m.nature, 3), '?') AS category,
-           coalesce(m.amount_ht, m.amount / 1.2) AS amount_ht_est,
-           coalesce(nullif(trim(m.contract_number), ''),
-                    m.supplier_key || '|' || coalesce(m.nature, '') || '|' || year(m.spend_date)) AS purchase
+WITH by_key AS (
+    -- the lines summed per contract number, supplier, nature and year first: the purchase
+    -- key is then written for these rows, not for every line (0.2 s a million lines)
+    SELECT nullif(trim(m.contract_number), '') AS contract, m.supplier_key, m.nature,
+           year(m.spend_date) AS year, sum(m.amount) AS amount,
+           sum(coalesce(m.amount_ht, m.amount / 1.2)) AS amount_ht_est
     FROM mandats m WHERE {where}
+    GROUP BY ALL
+), lines AS (
+    SELECT supplier_key, amount, coalesce(left(nature, 3), '?') AS category, amount_ht_est,
+           coalesce(contract, supplier_key || '|' || coalesce(nature, '') || '|' || year) AS purchase
+    FROM by_key
 ), g AS (
     -- one row per purchase, supplier and category before any join: far fewer than lines
     SELECT purchase, supplier_key, category, sum(amount) AS amount, sum(amount_ht_est) AS ht

@@ -114,6 +114,40 @@ def test_threshold_split_at_exactly_40000(con):
     assert set(d["lots"]) >= {"contracts_with_lots_share", "single_lot_large"}
 
 
+def test_purchases_are_contract_numbers_else_supplier_nature_and_year(con):
+    """A purchase is a contract number (whatever its suppliers and natures), else one
+    supplier × nature × year; it is under the threshold when its whole amount excl. VAT is."""
+    rows = [  # key, date, supplier, amount excl. VAT, nature, contract number
+        ("1", "2025-02-01", "X", 30_000, "611", " M-1 "),  # M-1: 30 000 + 15 000 → one purchase of 45 000
+        ("2", "2025-03-01", "Y", 15_000, "615", "M-1"),
+        ("3", "2025-04-01", "X", 25_000, "611", None),  # X × 611: 25 000 + 20 000 → 45 000, over
+        ("4", "2025-05-01", "X", 20_000, "611", ""),
+        ("5", "2025-05-01", "X", 10_000, "615", None),  # X × 615: 10 000, under
+        ("6", "2025-06-01", "Z", 5_000, None, None),  # Z without nature: 5 000 + 4 000 → 9 000, under
+        ("7", "2025-07-01", "Z", 4_000, None, "  "),
+    ]
+    for key, day, supplier, amount, nature, number in rows:
+        con.execute(
+            "INSERT INTO mandats (import_id, natural_key, spend_date, supplier_key, supplier_identified,"
+            " amount, amount_basis, amount_ht, nature, contract_number)"
+            " VALUES (1, $k, $d::DATE, $s, true, $a, 'HT', $a, $n, $c)",
+            {"k": key, "d": day, "s": supplier, "a": amount, "n": nature, "c": number},
+        )
+    got = levers.purchases_by_threshold(con, Filters.year(2025)).set_index(["side", "category"])
+    assert got["purchases"].to_dict() == {
+        ("over", "611"): 2,  # M-1 and X × 611
+        ("over", "615"): 1,  # M-1 again, in its other category
+        ("under", "615"): 1,
+        ("under", "?"): 1,
+    }
+    assert got["spend"].to_dict() == {
+        ("over", "611"): 75_000,
+        ("over", "615"): 15_000,
+        ("under", "615"): 10_000,
+        ("under", "?"): 9_000,
+    }
+
+
 def test_lots_detected_by_shared_object_and_date(con):
     day = dt.date(2025, 6, 1)
     _contract(con, "L1", notified=day, months=12, amount=100_000, objet="Entretien des espaces verts - lot 1")

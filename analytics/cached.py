@@ -54,20 +54,25 @@ def db_file() -> str:
 
 @st.cache_resource(show_spinner=False)
 def _connection(path: str):
-    return store.connect(path)
+    con = store.connect(path)
+    return con, store.share_reference(con)
 
 
 def connection():
     """The process-wide read-write connection to the database."""
-    return _connection(db_file())
+    return _connection(db_file())[0]
 
 
 @contextmanager
 def cursor():
     """A cursor on the shared connection, with the ``ref_*`` views, closed after use."""
-    cur = connection().cursor()
+    con, shared = _connection(db_file())
+    cur = con.cursor()
     try:
-        store.attach_reference(cur)
+        if shared:
+            store.use_shared_reference(cur)
+        else:
+            store.attach_reference(cur)
         yield cur
     finally:
         cur.close()

@@ -390,6 +390,36 @@ def attach_reference(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet('{literal}')")
 
 
+# The dashboard's shared connection keeps the ref_* views once, in an in-memory database
+# attached to it: every cursor then names them through its search path (0.3 ms) instead
+# of creating its own temporary views (9 ms: each reads its file's schema).
+REF_CATALOG = "empreinte_ref"
+
+
+def share_reference(con: duckdb.DuckDBPyConnection) -> bool:
+    """Create the ``ref_*`` views in an in-memory database attached to ``con``, seen by
+    every cursor of ``con`` that calls :func:`use_shared_reference`. False when it cannot
+    be done (a read-only connection cannot attach one): cursors then take
+    :func:`attach_reference`."""
+    try:
+        con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {REF_CATALOG}")
+        for stem, view in REF_TABLES.items():
+            path = REF_DIR / f"{stem}.parquet"
+            if path.exists():
+                literal = str(path).replace("'", "''")  # our path, never user text (see above)
+                con.execute(
+                    f"CREATE OR REPLACE VIEW {REF_CATALOG}.{view} AS SELECT * FROM read_parquet('{literal}')"
+                )
+    except duckdb.Error:
+        return False
+    return True
+
+
+def use_shared_reference(cur: duckdb.DuckDBPyConnection) -> None:
+    """Name the shared ``ref_*`` views (:func:`share_reference`) on this cursor."""
+    cur.execute(f"SET search_path = 'main,{REF_CATALOG}'")
+
+
 def _memory_setting(text: str) -> str:
     """'2GB', '512MB', '80%': checked, since it goes into a SET statement."""
     import re

@@ -177,3 +177,33 @@ def test_a_damaged_or_foreign_recent_file_is_ignored(app_db, monkeypatch, conten
     monkeypatch.setattr(cached, "_RECENT", OrderedDict())
     cached.recent_file().write_text(content, encoding="utf-8")
     assert cached.load_recent() == 0 and not cached._RECENT
+
+
+def test_cursors_name_the_reference_views_of_the_shared_connection(app_db):
+    """The dashboard's connection keeps the ref_* views once (an attached in-memory
+    database); every cursor names them, and reads what a cursor with its own temporary
+    views reads. A write through a cursor still goes to the database file."""
+    con, shared = cached._connection(cached.db_file())
+    assert shared
+    sql = "SELECT count(*), count(DISTINCT code_departement) FROM ref_communes"
+    with cached.cursor() as cur:
+        via_shared = cur.execute(sql).fetchone()
+        cur.execute("CREATE TABLE written_here AS SELECT 1 AS x")
+    own = con.cursor()
+    store.attach_reference(own)
+    assert via_shared == own.execute(sql).fetchone() and via_shared[0] > 30_000
+    assert (
+        own.execute("SELECT database_name FROM duckdb_tables() WHERE table_name = 'written_here'").fetchone()[
+            0
+        ]
+        == own.execute("SELECT current_database()").fetchone()[0]
+    )
+    own.close()
+
+
+def test_a_read_only_connection_keeps_per_cursor_reference_views(tmp_path):
+    db = tmp_path / "ro.duckdb"
+    store.connect(db).close()
+    con = store.connect(db, read_only=True)
+    assert not store.share_reference(con)  # cannot attach: cursors create their own views
+    con.close()

@@ -190,6 +190,7 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     ("analytics/referential.py", "supplier_info"): 1,  # CLASS_COLUMNS: a constant tuple of column names
     # store: the shipped data/ref/*.parquet path, quote-escaped (DDL takes no parameters)
     ("analytics/store.py", "attach_reference"): 1,
+    ("analytics/store.py", "share_reference"): 2,  # and the constant REF_CATALOG
     ("analytics/store.py", "<module>"): 1,  # migration 3: a constant DROP + aggregates.REBUILD
 }
 

@@ -546,7 +546,7 @@ SELECT m.supplier_key{dims},
        sum(m.pos) AS pos,
        sum(m.lines)::BIGINT AS lines,
        sum(m.lines_ttc)::BIGINT AS lines_ttc,
-       bool_or(m.first_paid IS NOT NULL) AS active{details}
+       bool_or({active}) AS active{details}
 FROM {table} m
 WHERE {where}
 GROUP BY ALL
@@ -565,36 +565,6 @@ SELECT m.supplier_key{dims},
        m.first_paid IS NOT NULL AS active{details}
 FROM {table} m
 WHERE {where}
-"""
-
-# A period from the first of a month to a day inside a later month (the year to date of
-# data that stop on the 20th): its whole months from the kept sums, the days of its last
-# month from the lines, added per supplier. Equal to PAID_SPEND_SQL (tested), on the sums
-# and a few weeks of lines instead of every line of the period.
-PAID_SPLIT_SPEND_SQL = """
-SELECT m.supplier_key{dims},
-       sum(m.net) AS net,
-       sum(m.pos) AS pos,
-       sum(m.lines)::BIGINT AS lines,
-       sum(m.lines_ttc)::BIGINT AS lines_ttc,
-       bool_or(m.active) AS active{details}
-FROM (
-    SELECT m.supplier_key{month_dims}, m.net, m.pos, m.lines, m.lines_ttc,
-           m.first_paid IS NOT NULL AS active{month_details}
-    FROM {table} m
-    WHERE {month_where}
-    UNION ALL BY NAME
-    SELECT m.supplier_key{line_dims},
-           sum(m.amount) AS net,
-           coalesce(sum(m.amount) FILTER (WHERE m.amount > 0), 0) AS pos,
-           count(*) AS lines,
-           count(*) FILTER (WHERE m.amount_basis = 'TTC') AS lines_ttc,
-           bool_or(m.amount > 0) AS active{line_details}
-    FROM mandats m
-    WHERE {line_where}
-    GROUP BY ALL
-) m
-GROUP BY ALL
 """
 
 NOTIFIED_SPEND_SQL = """
@@ -736,12 +706,16 @@ def spend_sql(
             template = PAID_MONTHLY_SPEND_SQL
             detail_cols = "min(m.raw_name) AS raw_name, min(m.first_paid) AS first_date"
         agg = template.format(
+            active="m.first_paid IS NOT NULL",
             table=table,
             dims="".join(f", {dimensions[d]} AS {d}" for d in dims),
             where=where,
             details=f",\n       {detail_cols}" if details else "",
         )
     elif monthly and (split := months_then_days(f, dims)):
+        # a period from the first of a month to a day inside a later month (the year to
+        # date of data that stop on the 20th): its whole months from the kept sums, the days
+        # of its last month from the lines, added per supplier (tested equal to the lines)
         months, days = split
         buyer, params = _buyer_sql(f, "m.buyer_siret")
         table, dimensions, period, p = sums_source(months, dims)
@@ -752,19 +726,28 @@ def spend_sql(
         )
         month_where = " AND ".join([period, *both])
         line_where = " AND ".join(["m.spend_date BETWEEN $days_from AND $days_to", *both])
-        agg = PAID_SPLIT_SPEND_SQL.format(
+        # the whole months' rows (one per supplier, as PAID_MERGED_SPEND_SQL reads them) and
+        # the last days' (PAID_SPEND_SQL) carry the same columns: summed again per supplier
+        months_sql = PAID_MERGED_SPEND_SQL.format(
             table=table,
-            dims="".join(f", m.{d}" for d in dims),
-            month_dims="".join(f", {dimensions[d]} AS {d}" for d in dims),
-            line_dims="".join(f", {DIMENSIONS['paid'][d]} AS {d}" for d in dims),
-            month_where=month_where,
-            line_where=line_where,
-            details=",\n       min(m.raw_name) AS raw_name, min(m.first_date) AS first_date"
+            dims="".join(f", {dimensions[d]} AS {d}" for d in dims),
+            where=month_where,
+            details=",\n       m.raw_name, m.first_paid AS first_date" if details else "",
+        )
+        days_sql = PAID_SPEND_SQL.format(
+            dims="".join(f", {DIMENSIONS['paid'][d]} AS {d}" for d in dims),
+            where=line_where,
+            details=",\n       min(m.supplier_name) AS raw_name,"
+            " min(m.spend_date) FILTER (WHERE m.amount > 0) AS first_date"
             if details
             else "",
-            month_details=", m.raw_name, m.first_paid AS first_date" if details else "",
-            line_details=", min(m.supplier_name) AS raw_name,"
-            " min(m.spend_date) FILTER (WHERE m.amount > 0) AS first_date"
+        )
+        agg = PAID_MONTHLY_SPEND_SQL.format(
+            active="m.active",
+            table=f"({months_sql}UNION ALL BY NAME\n{days_sql})",
+            dims="".join(f", m.{d}" for d in dims),
+            where="TRUE",
+            details=",\n       min(m.raw_name) AS raw_name, min(m.first_date) AS first_date"
             if details
             else "",
         )

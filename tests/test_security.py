@@ -115,7 +115,7 @@ REVIEWED_SQL_SITES: dict[tuple[str, str], int] = {
     (
         "analytics/indicators.py",
         "spend_sql",
-    ): 6,  # + PAID_MONTHLY_SPEND_SQL, PAID_MERGED_SPEND_SQL (constant dims, $params)  # + holder-key expression (constant) for $supplier_keys
+    ): 8,  # + PAID_MONTHLY_SPEND_SQL, PAID_MERGED_SPEND_SQL (constant dims, $params)  # + holder-key expression (constant) for $supplier_keys  # + the split period's two parts in the monthly template (constant templates and dims, $params)
     ("analytics/indicators.py", "suppliers_table"): 1,  # search text is $search
     ("analytics/indicators.py", "top_suppliers"): 1,
     ("analytics/indicators.py", "_raw_names"): 1,  # spend_sql; keys are $supplier_keys

@@ -567,6 +567,30 @@ FROM {table} m
 WHERE {where}
 """
 
+# The detail columns (raw_name, first_date) of each per-supplier template: from the lines,
+# from rows already one per supplier (merged sums, or the parts of a split period), from
+# sums grouped again per supplier.
+_LINE_DETAILS = (
+    "min(m.supplier_name) AS raw_name, min(m.spend_date) FILTER (WHERE m.amount > 0) AS first_date"
+)
+_MERGED_DETAILS = "m.raw_name, m.first_paid AS first_date"
+_SUMMED_DETAILS = "min(m.raw_name) AS raw_name, min(m.first_paid) AS first_date"
+
+
+def _details(cols: str, details: bool) -> str:
+    return f",\n       {cols}" if details else ""
+
+
+def _sums_conditions(f: Filters, supplier_keys: bool) -> tuple[list[str], dict]:
+    """The conditions (alias m) the kept sums and the lines share in ``spend_sql``: the
+    buyer, and the ``$supplier_keys`` list when asked."""
+    buyer, params = _buyer_sql(f, "m.buyer_siret")
+    conds = [buyer] if buyer else []
+    if supplier_keys:
+        conds.append("list_contains($supplier_keys, m.supplier_key)")
+    return conds, params
+
+
 NOTIFIED_SPEND_SQL = """
 SELECT coalesce({holder_key}, 'INCONNU') AS supplier_key{dims},
        coalesce(sum(c.amount / coalesce(h.n, 1)), 0) AS net,
@@ -694,62 +718,52 @@ def spend_sql(
     """
     dim_sql = "".join(f", {DIMENSIONS[f.basis][d]} AS {d}" for d in dims)
     if monthly and monthly_ok(f, dims):
-        buyer, params = _buyer_sql(f, "m.buyer_siret")
+        conds, params = _sums_conditions(f, supplier_keys)
         table, dimensions, where, p = sums_source(f, dims)
         params.update(p)
-        where += f" AND {buyer}" if buyer else ""
-        if supplier_keys:
-            where += " AND list_contains($supplier_keys, m.supplier_key)"
+        where = " AND ".join([where, *conds])
         if _one_row_per_supplier(f, dims, table):  # already one row per supplier: no grouping
-            template, detail_cols = PAID_MERGED_SPEND_SQL, "m.raw_name, m.first_paid AS first_date"
+            template, detail_cols = PAID_MERGED_SPEND_SQL, _MERGED_DETAILS
         else:
-            template = PAID_MONTHLY_SPEND_SQL
-            detail_cols = "min(m.raw_name) AS raw_name, min(m.first_paid) AS first_date"
+            template, detail_cols = PAID_MONTHLY_SPEND_SQL, _SUMMED_DETAILS
         agg = template.format(
             active="m.first_paid IS NOT NULL",
             table=table,
             dims="".join(f", {dimensions[d]} AS {d}" for d in dims),
             where=where,
-            details=f",\n       {detail_cols}" if details else "",
+            details=_details(detail_cols, details),
         )
     elif monthly and (split := months_then_days(f, dims)):
         # a period from the first of a month to a day inside a later month (the year to
         # date of data that stop on the 20th): its whole months from the kept sums, the days
         # of its last month from the lines, added per supplier (tested equal to the lines)
         months, days = split
-        buyer, params = _buyer_sql(f, "m.buyer_siret")
+        conds, params = _sums_conditions(f, supplier_keys)
         table, dimensions, period, p = sums_source(months, dims)
         period, p = _suffixed(period, p, "months")
         params.update(p, days_from=days.date_from, days_to=days.date_to)
-        both = ([buyer] if buyer else []) + (
-            ["list_contains($supplier_keys, m.supplier_key)"] if supplier_keys else []
-        )
-        month_where = " AND ".join([period, *both])
-        line_where = " AND ".join(["m.spend_date BETWEEN $days_from AND $days_to", *both])
+        month_where = " AND ".join([period, *conds])
+        line_where = " AND ".join(["m.spend_date BETWEEN $days_from AND $days_to", *conds])
         # the whole months' rows (one per supplier, as PAID_MERGED_SPEND_SQL reads them) and
         # the last days' (PAID_SPEND_SQL) carry the same columns: summed again per supplier
         months_sql = PAID_MERGED_SPEND_SQL.format(
             table=table,
             dims="".join(f", {dimensions[d]} AS {d}" for d in dims),
             where=month_where,
-            details=",\n       m.raw_name, m.first_paid AS first_date" if details else "",
+            details=_details(_MERGED_DETAILS, details),
         )
         days_sql = PAID_SPEND_SQL.format(
             dims="".join(f", {DIMENSIONS['paid'][d]} AS {d}" for d in dims),
             where=line_where,
-            details=",\n       min(m.supplier_name) AS raw_name,"
-            " min(m.spend_date) FILTER (WHERE m.amount > 0) AS first_date"
-            if details
-            else "",
+            details=_details(_LINE_DETAILS, details),
         )
         agg = PAID_MONTHLY_SPEND_SQL.format(
             active="m.active",
             table=f"({months_sql}UNION ALL BY NAME\n{days_sql})",
             dims="".join(f", m.{d}" for d in dims),
             where="TRUE",
-            details=",\n       min(m.raw_name) AS raw_name, min(m.first_date) AS first_date"
-            if details
-            else "",
+            # the parts name their first positive day first_date
+            details=_details("min(m.raw_name) AS raw_name, min(m.first_date) AS first_date", details),
         )
     elif f.basis == "paid":
         where, params = filter_sql(f, "mandats")
@@ -758,10 +772,7 @@ def spend_sql(
         agg = PAID_SPEND_SQL.format(
             dims=dim_sql,
             where=where,
-            details=",\n       min(m.supplier_name) AS raw_name,"
-            " min(m.spend_date) FILTER (WHERE m.amount > 0) AS first_date"
-            if details
-            else "",
+            details=_details(_LINE_DETAILS, details),
         )
     else:
         where, params = filter_sql(f, "contract_values")
@@ -771,9 +782,9 @@ def spend_sql(
             holder_key=_holder_key_sql(),
             dims=dim_sql,
             where=where,
-            details=",\n       min(h.holder_name) AS raw_name, min(c.date_notification) AS first_date"
-            if details
-            else "",
+            details=_details(
+                "min(h.holder_name) AS raw_name, min(c.date_notification) AS first_date", details
+            ),
         )
     class_where, p = filter_sql(f, "classes")
     params.update(p)

@@ -379,15 +379,21 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     return current
 
 
-def attach_reference(con: duckdb.DuckDBPyConnection) -> None:
-    """Expose shipped reference tables as temporary ``ref_*`` views on this connection."""
+def _create_reference_views(con: duckdb.DuckDBPyConnection, create: str) -> None:
+    """A ``ref_*`` view of every shipped reference file: ``create`` names the view
+    (``{view}``), e.g. ``CREATE OR REPLACE TEMP VIEW {view}``."""
     for stem, view in REF_TABLES.items():
         path = REF_DIR / f"{stem}.parquet"
         if path.exists():
             # A path is not a value DuckDB accepts as a parameter in DDL: it is ours,
             # never user text, and quotes are escaped.
             literal = str(path).replace("'", "''")
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet('{literal}')")
+            con.execute(f"{create.format(view=view)} AS SELECT * FROM read_parquet('{literal}')")
+
+
+def attach_reference(con: duckdb.DuckDBPyConnection) -> None:
+    """Expose shipped reference tables as temporary ``ref_*`` views on this connection."""
+    _create_reference_views(con, "CREATE OR REPLACE TEMP VIEW {view}")
 
 
 # The dashboard's shared connection keeps the ref_* views once, in an in-memory database
@@ -403,13 +409,7 @@ def share_reference(con: duckdb.DuckDBPyConnection) -> bool:
     :func:`attach_reference`."""
     try:
         con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {REF_CATALOG}")
-        for stem, view in REF_TABLES.items():
-            path = REF_DIR / f"{stem}.parquet"
-            if path.exists():
-                literal = str(path).replace("'", "''")  # our path, never user text (see above)
-                con.execute(
-                    f"CREATE OR REPLACE VIEW {REF_CATALOG}.{view} AS SELECT * FROM read_parquet('{literal}')"
-                )
+        _create_reference_views(con, f"CREATE OR REPLACE VIEW {REF_CATALOG}.{{view}}")
     except duckdb.Error:
         return False
     return True

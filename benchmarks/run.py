@@ -191,8 +191,8 @@ def bench_pages(db_file: Path, workdir: Path) -> dict:
     process served (kept next to the database, cached.resume); once done, every page is
     visited. Python imports, and the scan of the installed packages for components that a
     server does when it starts, are done before the clock; so is Streamlit's one-off check
-    for an interactive shell outside a server (0.13 s), which `streamlit run` never makes. The pages run on a copy of the
-    database (the import writes)."""
+    for an interactive shell outside a server (0.13 s), which `streamlit run` never makes.
+    The pages run on a copy of the database (the import writes)."""
     import shutil
 
     roles = workdir / "no_roles.toml"
